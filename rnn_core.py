@@ -1,0 +1,614 @@
+"""rnn_core: a character-level vanilla RNN in numpy (KTH DD2424, Assignment 4).
+
+Letters as in the course: K characters in the vocabulary, m hidden units,
+T = seq_length characters per chunk.
+
+    a_t = W h_{t-1} + U x_t + b      h_t = tanh(a_t)
+    o_t = V h_t + c                  p_t = softmax(o_t)
+    loss = sum_t -log p_t[y_t]       (or its mean over t: the 2025 recipe)
+
+Shapes: b (m, 1), c (K, 1), U (m, K), W (m, m), V (K, m), all float64.
+
+Sections follow the data: text -> vocabulary -> parameters -> forward and
+backward -> gradient checks -> optimisers -> sampling -> training -> files.
+Every random draw comes from a numpy.random.Generator passed in by the caller.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "RNNError", "load_text", "Vocab", "RNN", "init_rnn", "loss_and_grads",
+    "numerical_grads", "complex_step_grads", "relative_error", "synthesize",
+    "History", "train", "save_model", "load_model", "OPTIMIZERS", "INITS",
+]
+
+
+class RNNError(ValueError):
+    """A problem with the user's input, stated in one line with its fix."""
+
+
+# ----------------------------------------------------------------------------- text
+
+def load_text(path) -> str:
+    """Read a UTF-8 text file; the message of any failure names the file and the fix."""
+    p = Path(path)
+    if not p.exists():
+        raise RNNError(f"no such file: {p} (give the path of a UTF-8 text file, e.g. DATA=data/shakespeare.txt)")
+    if p.is_dir():
+        raise RNNError(f"{p} is a folder; give the path of a UTF-8 text file inside it")
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise RNNError(f"cannot read {p}: {err.strerror or err} (check its permissions)") from None
+    if not raw.strip():
+        raise RNNError(f"{p} is empty; give a text of at least seq_length + 1 characters")
+    if b"\x00" in raw[:65536]:
+        raise RNNError(f"{p} is a binary file (it has NUL bytes), not text; give a UTF-8 text file")
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: a leading byte-order mark is not a character of the book
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise RNNError(f"{p} is not UTF-8: byte 0x{raw[err.start]:02x} at line {line}, column {column}; "
+                       f"re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    return text
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+class Vocab:
+    """The sorted set of distinct characters of a text, so that it is the same in every process.
+
+    Vocab(text).K is the number of characters; encode(str) -> int array of shape (len,),
+    decode(ints) -> str. Vocab(vocab.chars) gives the same vocabulary back.
+    """
+
+    def __init__(self, text: str):
+        self.chars = "".join(sorted(set(text)))
+        if not self.chars:
+            raise RNNError("the text is empty, so there is no vocabulary")
+        codes = np.array([ord(ch) for ch in self.chars], dtype=np.int64)
+        self._lookup = np.full(int(codes.max()) + 1, -1, dtype=np.intp)  # code point -> index
+        self._lookup[codes] = np.arange(len(codes))
+
+    @property
+    def K(self) -> int:
+        return len(self.chars)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Vocab) and self.chars == other.chars
+
+    def __repr__(self) -> str:
+        return f"Vocab(K={self.K}, chars={self.chars!r})"
+
+    def encode(self, text: str) -> np.ndarray:
+        """Indices of the characters of `text`, shape (len(text),); unknown characters are an error."""
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.intp)
+        known = codes < len(self._lookup)
+        ix = np.full(len(codes), -1, dtype=np.intp)
+        ix[known] = self._lookup[codes[known]]
+        if (ix < 0).any():
+            bad = sorted({text[i] for i in np.flatnonzero(ix < 0)[:1000]})
+            raise RNNError(f"characters not in the vocabulary: {''.join(bad)!r}; "
+                           f"use only characters of the training text (K={self.K})")
+        return ix
+
+    def decode(self, ix) -> str:
+        ix = np.asarray(ix)
+        if ix.size and (ix.min() < 0 or ix.max() >= self.K):
+            raise RNNError(f"character index out of range 0..{self.K - 1}")
+        return "".join(self.chars[i] for i in ix.tolist())
+
+
+# ----------------------------------------------------------------------------- parameters
+
+@dataclass
+class RNN:
+    """The five parameter arrays; gradients and optimiser state reuse the same shape."""
+
+    b: np.ndarray  # (m, 1)
+    c: np.ndarray  # (K, 1)
+    U: np.ndarray  # (m, K)
+    W: np.ndarray  # (m, m)
+    V: np.ndarray  # (K, m)
+
+    NAMES: ClassVar[tuple] = ("b", "c", "U", "W", "V")
+
+    @property
+    def K(self) -> int:
+        return self.U.shape[1]
+
+    @property
+    def m(self) -> int:
+        return self.U.shape[0]
+
+    def arrays(self) -> list:
+        return [getattr(self, n) for n in self.NAMES]
+
+    def copy(self) -> "RNN":
+        return RNN(*(a.copy() for a in self.arrays()))
+
+    @staticmethod
+    def shapes(K: int, m: int) -> dict:
+        return {"b": (m, 1), "c": (K, 1), "U": (m, K), "W": (m, m), "V": (K, m)}
+
+    @classmethod
+    def packed(cls, K: int, m: int, dtype=np.float64) -> tuple["RNN", np.ndarray]:
+        """A zero RNN whose arrays are views into one flat vector, returned too.
+
+        Clipping and optimiser steps then run as a few calls over the flat vector.
+        """
+        shapes = cls.shapes(K, m)
+        flat = np.zeros(sum(math.prod(s) for s in shapes.values()), dtype=dtype)
+        views, start = [], 0
+        for name in cls.NAMES:
+            size = math.prod(shapes[name])
+            views.append(flat[start:start + size].reshape(shapes[name]))
+            start += size
+        return cls(*views), flat
+
+
+INITS = ("normal", "xavier")
+
+
+def _check_int(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise RNNError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if value < low:
+        raise RNNError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_choice(name: str, value, allowed) -> str:
+    if value not in allowed:
+        raise RNNError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+    return value
+
+
+def init_rnn(K: int, m: int, *, rng: np.random.Generator, init: str = "normal", sigma: float = 0.01) -> RNN:
+    """New parameters: b = c = 0 and U, W, V drawn from `rng`.
+
+    init="normal": U, W, V ~ N(0, sigma^2), the 2017-2024 recipe (sigma 0.01).
+    init="xavier": U std 1/sqrt(2K), W std 1/sqrt(2m), V std 1/sqrt(m), the 2025 recipe.
+    """
+    K, m = _check_int("K", K), _check_int("m", m)
+    _check_choice("init", init, INITS)
+    if init == "normal" and not sigma > 0:
+        raise RNNError(f"sigma must be > 0, got {sigma}")
+    rnn, _ = RNN.packed(K, m)
+    std = {"U": sigma, "W": sigma, "V": sigma} if init == "normal" else \
+          {"U": 1 / math.sqrt(2 * K), "W": 1 / math.sqrt(2 * m), "V": 1 / math.sqrt(m)}
+    for name in ("U", "W", "V"):
+        arr = getattr(rnn, name)
+        arr[...] = rng.standard_normal(arr.shape) * std[name]
+    return rnn
+
+
+# ----------------------------------------------------------------------------- forward and backward
+
+class _Buffers:
+    """Work arrays for one chunk length T, allocated once per training run."""
+
+    def __init__(self, K: int, m: int, T: int):
+        self.H = np.empty((T + 1, m))   # H[0] = h0, H[t+1] = h_t
+        self.P = np.empty((T, K))       # probabilities, then dL/do
+        self.dH = np.empty((T, m))      # dL/dh_t from the output layer
+        self.dA = np.empty((T, m))      # dL/da_t
+        self.D = np.empty((T, m))       # tanh'(a_t) = 1 - h_t^2
+        self.tmp = np.empty(m)
+        self.rows = np.arange(T)
+        self.eye = np.eye(K)            # one-hot rows, for dU as one matrix product
+
+
+def _forward_backward(P: RNN, x: np.ndarray, y: np.ndarray, h0, buf: _Buffers, G: RNN) -> float:
+    """Loss summed over the chunk; writes the gradients into G and h_1..h_T into buf.H[1:]."""
+    T = len(x)
+    H, Pr, dH, dA, D, tmp, rows = buf.H, buf.P, buf.dH, buf.dA, buf.D, buf.tmp, buf.rows
+    W = P.W
+    H[0] = h0.reshape(-1)
+    XU = P.U.T[x]                       # (T, m): U x_t is column x_t of U, no one-hot product
+    XU += P.b.T
+    for t in range(T):                  # the forward recurrence: the only per-step work
+        np.dot(W, H[t], out=tmp)
+        tmp += XU[t]
+        np.tanh(tmp, out=H[t + 1])
+    Hs = H[1:]
+    np.dot(Hs, P.V.T, out=Pr)           # all T outputs in one product, (T, K)
+    Pr += P.c.T
+    Pr -= Pr.max(axis=1, keepdims=True)  # log-softmax, shifted so exp cannot overflow
+    target = Pr[rows, y].sum()
+    np.exp(Pr, out=Pr)
+    total = Pr.sum(axis=1, keepdims=True)
+    loss = float(np.log(total).sum() - target)
+    Pr /= total
+    Pr[rows, y] -= 1.0                  # dL/do_t = p_t - onehot(y_t)
+    np.dot(Pr.T, Hs, out=G.V)
+    np.sum(Pr, axis=0, out=G.c[:, 0])
+    np.dot(Pr, P.V, out=dH)
+    np.multiply(Hs, Hs, out=D)
+    np.subtract(1.0, D, out=D)
+    np.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
+    for t in range(T - 2, -1, -1):      # the backward recurrence: dh_t gets W^T da_{t+1}
+        np.dot(dA[t + 1], W, out=tmp)
+        tmp += dH[t]
+        np.multiply(tmp, D[t], out=dA[t])
+    np.dot(dA.T, H[:-1], out=G.W)       # sum_t da_t h_{t-1}^T in one product
+    np.sum(dA, axis=0, out=G.b[:, 0])
+    np.dot(dA.T, buf.eye[x], out=G.U)   # sum_t da_t x_t^T
+    return loss
+
+
+def _check_chunk(rnn: RNN, x, y, h0):
+    x, y = np.asarray(x, dtype=np.intp), np.asarray(y, dtype=np.intp)
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 1:
+        raise RNNError(f"x and y must be 1-D index arrays of one length >= 1, got shapes {x.shape} and {y.shape}")
+    for name, ix in (("x", x), ("y", y)):
+        if ix.min() < 0 or ix.max() >= rnn.K:
+            raise RNNError(f"{name} holds indices outside 0..{rnn.K - 1}")
+    h0 = np.asarray(h0, dtype=np.float64)
+    if h0.size != rnn.m:
+        raise RNNError(f"h0 must have m={rnn.m} entries, got shape {h0.shape}")
+    return x, y, h0
+
+
+def loss_and_grads(rnn: RNN, x, y, h0) -> tuple[float, RNN, np.ndarray]:
+    """Cross-entropy summed over the T characters, its unclipped gradients, and h_T.
+
+    x, y : int arrays of shape (T,); h0 : (m, 1). Returns (loss, grads, h_last (m, 1)).
+    """
+    x, y, h0 = _check_chunk(rnn, x, y, h0)
+    buf = _Buffers(rnn.K, rnn.m, len(x))
+    G, _ = RNN.packed(rnn.K, rnn.m)
+    loss = _forward_backward(rnn, x, y, h0, buf, G)
+    return loss, G, buf.H[-1].reshape(-1, 1).copy()
+
+
+# ----------------------------------------------------------------------------- gradient checks
+
+def _perturbed_losses(P: RNN, x, y, h0, name: str, delta, chunk: int = 2048) -> np.ndarray:
+    """Per-character losses of many copies of the model at once, shape (size of `name`, T).
+
+    Copy n has element n (flat order) of parameter `name` moved by `delta`, real or complex.
+    The copies run side by side as the rows of one batch, by the plain forward formulas:
+    an evaluation independent of the backward pass that it checks.
+    """
+    K, m, T = P.K, P.m, len(x)
+    shape = RNN.shapes(K, m)[name]
+    size = math.prod(shape)
+    rows, cols = (np.unravel_index(np.arange(size), shape) + (np.zeros(size, dtype=np.intp),))[:2]
+    dtype = np.result_type(P.W.dtype, delta)
+    XU = (P.U[:, x] + P.b).T                          # (T, m)
+    steps = np.arange(T)[:, None]
+
+    def run(r, cc):                                    # losses (T, len(r)) of the copies r, cc
+        n, ar = len(r), np.arange(len(r))
+        recur = name in ("b", "U", "W")                # c and V leave the hidden states as they are:
+        h = np.repeat(h0.reshape(1, m).astype(dtype), n if recur else 1, axis=0)  # run them once
+        Hs = np.empty((T, len(h), m), dtype=dtype)
+        for t in range(T):
+            a = h @ P.W.T + XU[t]
+            if name == "b":
+                a[ar, r] += delta
+            elif name == "U":
+                a[ar, r] += delta * (cc == x[t])
+            elif name == "W":
+                a[ar, r] += delta * h[ar, cc]
+            h = Hs[t] = np.tanh(a)
+        O = np.repeat(Hs @ P.V.T + P.c.T, 1 if recur else n, axis=1)   # (T, n, K)
+        if name == "c":
+            O[:, ar, r] += delta
+        elif name == "V":
+            O[:, ar, r] += delta * Hs[:, 0, cc]
+        O -= O.real.max(axis=2, keepdims=True)         # a real shift keeps the loss analytic
+        return np.log(np.exp(O).sum(axis=2)) - O[steps, ar[None, :], y[:, None]]
+
+    out = np.empty((size, T), dtype=dtype)
+    todo = np.arange(size)
+    if name == "U":                                    # a column of U for a character not in x is
+        idle = ~np.isin(cols, x)                       # never used: those copies are the base model
+        out[idle] = run(rows[:1], np.array([-1])).T
+        todo = todo[~idle]
+    for s in range(0, len(todo), chunk):               # chunks bound memory (W at m=100: 10,000 copies)
+        part = todo[s:s + chunk]
+        out[part] = run(rows[part], cols[part]).T
+    return out
+
+
+def numerical_grads(rnn: RNN, x, y, h0, *, h: float = 1e-4) -> RNN:
+    """Centred differences (L(theta + h) - L(theta - h)) / 2h for every element.
+
+    The difference is taken character by character before summing over the chunk, which keeps
+    round-off near that of one character's loss (about 4) instead of the chunk's (about 100).
+    """
+    x, y, h0 = _check_chunk(rnn, x, y, h0)
+    P = rnn.copy()
+    out = []
+    for name, a in zip(RNN.NAMES, P.arrays()):
+        diff = _perturbed_losses(P, x, y, h0, name, h) - _perturbed_losses(P, x, y, h0, name, -h)
+        out.append((diff.sum(axis=1) / (2 * h)).reshape(a.shape))
+    return RNN(*out)
+
+
+def complex_step_grads(rnn: RNN, x, y, h0, *, step: float = 1e-30) -> RNN:
+    """dL/dtheta = Im L(theta + i*step) / step: no subtraction, so exact to machine precision."""
+    x, y, h0 = _check_chunk(rnn, x, y, h0)
+    P = rnn.copy()
+    out = []
+    for name, a in zip(RNN.NAMES, P.arrays()):
+        losses = _perturbed_losses(P, x, y, h0, name, 1j * step)
+        out.append((losses.imag.sum(axis=1) / step).reshape(a.shape))
+    return RNN(*out)
+
+
+def relative_error(ga, gn, eps: float = 1e-6) -> np.ndarray:
+    """|ga - gn| / max(eps, |ga| + |gn|), element by element: the course's measure."""
+    ga, gn = np.asarray(ga), np.asarray(gn)
+    return np.abs(ga - gn) / np.maximum(eps, np.abs(ga) + np.abs(gn))
+
+
+# ----------------------------------------------------------------------------- optimisers
+
+OPTIMIZERS = ("adagrad", "rmsprop", "adam")
+
+
+class _Optimizer:
+    """One step over the flat parameter vector. State arrays are flat too (see `state`)."""
+
+    def __init__(self, name: str, size: int, eta: float):
+        self.name, self.eta, self.t = name, eta, 0
+        self.M = np.zeros(size)                      # AdaGrad sum / RMSProp mean of g^2; Adam's first moment
+        self.S = np.zeros(size if name == "adam" else 0)  # Adam's second moment
+        self.tmp = np.empty(size)
+
+    def step(self, theta: np.ndarray, g: np.ndarray) -> None:
+        M, S, tmp, eta = self.M, self.S, self.tmp, self.eta
+        self.t += 1
+        if self.name == "adagrad":                   # M += g^2; theta -= eta g / sqrt(M + eps)
+            np.multiply(g, g, out=tmp)
+            M += tmp
+            np.add(M, 1e-8, out=tmp)
+        elif self.name == "rmsprop":                 # M = 0.9 M + 0.1 g^2
+            np.multiply(g, g, out=tmp)
+            tmp *= 0.1
+            M *= 0.9
+            M += tmp
+            np.add(M, 1e-8, out=tmp)
+        else:                                        # Adam, bias-corrected, eps 1e-8
+            M *= 0.9
+            np.multiply(g, 0.1, out=tmp)
+            M += tmp
+            np.multiply(g, g, out=tmp)
+            tmp *= 0.001
+            S *= 0.999
+            S += tmp
+            np.divide(S, 1 - 0.999 ** self.t, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += 1e-8
+            np.divide(M, tmp, out=tmp)
+            theta -= (eta / (1 - 0.9 ** self.t)) * tmp
+            return
+        np.sqrt(tmp, out=tmp)
+        np.divide(g, tmp, out=tmp)
+        tmp *= eta
+        theta -= tmp
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
+               temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
+    """Draw n characters, each from p_t by its cumulative sum, starting from h0 (m, 1) and input x0.
+
+    temperature divides the logits; top_p keeps the smallest set of most probable characters
+    whose total probability reaches top_p, renormalised. Returns int array of shape (n,).
+    """
+    if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0 and math.isfinite(temperature)):
+        raise RNNError(f"temperature must be > 0, got {temperature!r}")
+    if not (isinstance(top_p, (int, float, np.floating)) and 0 < top_p <= 1):
+        raise RNNError(f"top_p must be in (0, 1], got {top_p!r}")
+    n = _check_int("n", n, low=0)
+    if not (isinstance(x0, (int, np.integer)) and 0 <= x0 < rnn.K):
+        raise RNNError(f"x0 must be a character index in 0..{rnn.K - 1}, got {x0!r}")
+    h = np.array(h0, dtype=np.float64).reshape(-1)
+    if h.size != rnn.m:
+        raise RNNError(f"h0 must have m={rnn.m} entries, got shape {np.shape(h0)}")
+    K, m = rnn.K, rnn.m
+    W = rnn.W
+    XU = (rnn.U + rnn.b).T.copy()        # (K, m): row k is U x + b for x = character k, done once
+    Vc = np.hstack([rnn.V, rnn.c]) / temperature  # (K, m+1): [V c] [h; 1] = V h + c in one product;
+    hh = np.ones(m + 1)                  # temperature is folded into the weights
+    hh[:m] = h
+    h = hh[:m]                           # a view: tanh writes h_t straight into [h; 1]
+    # |o_k| <= sum_j |Vc_kj| since |h_j| <= 1: while that stays far below exp's overflow
+    # at 709, softmax needs no max-shift.
+    shift = float(np.abs(Vc).sum(axis=1).max()) > 600
+    u = rng.random(n).tolist()           # all uniform draws at once
+    out = np.empty(n, dtype=np.intp)
+    a, o, cp = np.empty(m), np.empty(K), np.empty(K)
+    accumulate = np.add.accumulate       # cumsum without np.cumsum's Python wrapper (3x faster here)
+    x = int(x0)
+    for i in range(n):
+        np.dot(W, h, out=a)
+        a += XU[x]
+        np.tanh(a, out=h)
+        np.dot(Vc, hh, out=o)
+        if shift:
+            o -= o.max()
+        np.exp(o, out=o)                 # unnormalised p_t: the draw below scales u instead
+        if top_p < 1.0:
+            order = np.argsort(-o, kind="stable")
+            mass = accumulate(o[order])
+            keep = int(mass.searchsorted(top_p * mass[-1])) + 1   # first prefix reaching top_p
+            o[order[keep:]] = 0.0
+        accumulate(o, out=cp)
+        x = int(cp.searchsorted(u[i] * cp[-1], "right"))   # first k with cp_k > u
+        out[i] = x
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class History:
+    """What a training run records.
+
+    loss, smooth_loss : float arrays of shape (n_updates,), entry k for update k + 1
+    epoch : int array of shape (n_updates,), the epoch (0-based) each update belongs to
+    samples : list of (updates done, smooth loss then, text); the first at 0 updates
+    best : the parameters with the lowest smooth loss, reached after best_update updates
+    """
+
+    loss: np.ndarray
+    smooth_loss: np.ndarray
+    epoch: np.ndarray
+    samples: list = field(default_factory=list)
+    best: RNN | None = None
+    best_update: int = 0
+    best_smooth_loss: float = math.inf
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not value > 0 or not math.isfinite(value):
+        raise RNNError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_length: int = 25,
+          eta: float = 0.1, optimizer: str = "adagrad", clip: float = 5.0, loss_reduction: str = "sum",
+          sample_every: int = 10_000, sample_length: int = 200,
+          progress: Callable[[int, float], None] | None = None) -> History:
+    """Train `rnn` in place with the assignment's loop and return its History.
+
+    data : int array of shape (N,), the encoded text. The position e steps by seq_length;
+    hprev carries over between chunks; when e > N - seq_length - 1, e returns to 0 and hprev
+    to zeros (a new epoch). Gradients are clipped element-wise to [-clip, clip].
+    smooth_loss starts at the first loss, then 0.999 smooth_loss + 0.001 loss.
+    loss_reduction "sum" (2017-2024) or "mean" over the chunk (2025).
+    Samples of sample_length characters are drawn with h0 = hprev and x0 = the current input,
+    at 0 updates and every sample_every updates. progress(updates_done, smooth_loss) is called
+    every 100 updates and at the end.
+    """
+    n_updates = _check_int("n_updates", n_updates)
+    T = _check_int("seq_length", seq_length)
+    sample_every = _check_int("sample_every", sample_every)
+    sample_length = _check_int("sample_length", sample_length, low=0)
+    eta = _check_positive("eta", eta)
+    clip = _check_positive("clip", clip)
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("loss_reduction", loss_reduction, ("sum", "mean"))
+    data = np.asarray(data, dtype=np.intp)
+    N, K, m = len(data), rnn.K, rnn.m
+    if N < T + 1:
+        raise RNNError(f"the text has {N} characters, fewer than seq_length + 1 = {T + 1}; "
+                       f"use a longer text or a smaller seq_length")
+    if data.min() < 0 or data.max() >= K:
+        raise RNNError(f"data holds indices outside 0..{K - 1}: encode the text with the model's vocabulary")
+
+    P, theta = RNN.packed(K, m)
+    for dst, src in zip(P.arrays(), rnn.arrays()):
+        dst[...] = src
+    G, grad = RNN.packed(K, m)
+    best = np.empty_like(theta)
+    opt = _Optimizer(optimizer, theta.size, eta)
+    buf = _Buffers(K, m, T)
+    hist = History(loss=np.empty(n_updates), smooth_loss=np.empty(n_updates),
+                   epoch=np.empty(n_updates, dtype=np.int64))
+    scale = 1.0 / T if loss_reduction == "mean" else 1.0
+    e, epoch, smooth = 0, 0, 0.0
+    hprev = np.zeros(m)
+    for k in range(n_updates + 1):
+        if e > N - T - 1:
+            e, epoch = 0, epoch + 1
+            hprev[:] = 0.0
+        if k % sample_every == 0 and sample_length:
+            text_ix = synthesize(P, hprev, int(data[e]), sample_length, rng=rng)
+            hist.samples.append((k, None, text_ix))
+        if k == n_updates:
+            break
+        loss = _forward_backward(P, data[e:e + T], data[e + 1:e + T + 1], hprev, buf, G) * scale
+        hprev[:] = buf.H[T]
+        if scale != 1.0:
+            grad *= scale
+        np.minimum(grad, clip, out=grad)
+        np.maximum(grad, -clip, out=grad)
+        opt.step(theta, grad)
+        smooth = loss if k == 0 else 0.999 * smooth + 0.001 * loss
+        hist.loss[k], hist.smooth_loss[k], hist.epoch[k] = loss, smooth, epoch
+        if smooth < hist.best_smooth_loss:
+            hist.best_smooth_loss, hist.best_update = smooth, k + 1
+            np.copyto(best, theta)   # theta is after update k + 1: the model this smooth loss belongs to
+        e += T
+        if progress is not None and (k + 1) % 100 == 0:
+            progress(k + 1, smooth)
+    if progress is not None and n_updates % 100:
+        progress(n_updates, smooth)
+    # sample k was drawn from the model after k updates: label it with the smooth loss then
+    hist.samples = [(k, float(hist.smooth_loss[max(k - 1, 0)]), ix) for k, _, ix in hist.samples]
+    B, best_flat = RNN.packed(K, m)
+    best_flat[...] = best
+    hist.best = B
+    for dst, src in zip(rnn.arrays(), P.arrays()):
+        dst[...] = src
+    return hist
+
+
+# ----------------------------------------------------------------------------- files
+
+def _atomic_write(path: Path, write: Callable) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise RNNError(f"cannot write {path}: {err.strerror or err} (check that its folder exists and is writable)") from None
+
+
+def save_model(path, rnn: RNN, vocab: Vocab, meta: dict | None = None) -> None:
+    """One .npz with b, c, U, W, V, the vocabulary and a JSON dict of hyper-parameters."""
+    if vocab.K != rnn.K:
+        raise RNNError(f"vocabulary has K={vocab.K} characters but the model has K={rnn.K}")
+    arrays = {n: a for n, a in zip(RNN.NAMES, rnn.arrays())}
+    arrays["vocab"] = np.array([ord(ch) for ch in vocab.chars], dtype=np.uint32)
+    arrays["meta"] = np.frombuffer(json.dumps(meta or {}, sort_keys=True).encode(), dtype=np.uint8)
+    _atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def load_model(path) -> tuple[RNN, Vocab, dict]:
+    """Read a file written by save_model (never with pickle). Returns (rnn, vocab, meta)."""
+    p = Path(path)
+    if not p.is_file():
+        raise RNNError(f"no model file at {p}; train one first (notebooks/02_train.ipynb)")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in (*RNN.NAMES, "vocab", "meta")}
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
+        raise RNNError(f"{p} is not a readable model file ({type(err).__name__}: {err}); "
+                       f"it may be truncated: re-create it by training again") from None
+    vocab = Vocab("".join(chr(int(cp)) for cp in arrays["vocab"]))
+    rnn = RNN(*(arrays[n].astype(np.float64) for n in RNN.NAMES))
+    K, m = vocab.K, rnn.m
+    for name, shape in RNN.shapes(K, m).items():
+        if getattr(rnn, name).shape != shape:
+            raise RNNError(f"{p}: {name} has shape {getattr(rnn, name).shape}, expected {shape} "
+                           f"for K={K}, m={m}; the file is damaged or from another program")
+    try:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+    except (UnicodeDecodeError, ValueError):
+        raise RNNError(f"{p}: its metadata is not valid JSON; the file is damaged") from None
+    return rnn, vocab, meta

@@ -1,0 +1,308 @@
+"""rnn_core against independent expectations: numerical gradients, the textbook implementation,
+known distributions, files that round-trip, and the one-line errors for bad input."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnn_core as rc
+import textbook_rnn as tb
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "shakespeare.txt"
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    text = rc.load_text(CORPUS)
+    vocab = rc.Vocab(text)
+    return text, vocab, vocab.encode(text)
+
+
+def as_dict(rnn):
+    return {n: a.copy() for n, a in zip(rc.RNN.NAMES, rnn.arrays())}
+
+
+# ----------------------------------------------------------------------------- gradients
+
+@pytest.mark.parametrize("m", [5, 100])
+def test_gradients_match_centred_differences_and_complex_step(corpus, m):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, m, rng=np.random.default_rng(7), sigma=0.1)
+    x, y, h0 = data[:25], data[1:26], np.zeros((m, 1))
+    _, grads, _ = rc.loss_and_grads(rnn, x, y, h0)
+    centred = rc.numerical_grads(rnn, x, y, h0, h=1e-4)
+    exact = rc.complex_step_grads(rnn, x, y, h0)
+    for name in rc.RNN.NAMES:
+        ga = getattr(grads, name)
+        assert np.abs(ga).max() > 0, name
+        assert rc.relative_error(ga, getattr(centred, name)).max() < 1e-5, name
+        assert rc.relative_error(ga, getattr(exact, name)).max() < 1e-10, name
+
+
+def test_complex_step_catches_a_wrong_gradient(corpus):
+    """A gradient off by 1e-7 relative, invisible under finite-difference noise, fails the complex step."""
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 5, rng=np.random.default_rng(1), sigma=0.1)
+    x, y, h0 = data[:25], data[1:26], np.zeros((5, 1))
+    _, grads, _ = rc.loss_and_grads(rnn, x, y, h0)
+    exact = rc.complex_step_grads(rnn, x, y, h0)
+    grads.W[2, 3] *= 1 + 1e-7
+    assert rc.relative_error(grads.W, exact.W).max() > 1e-8
+
+
+def test_loss_grads_and_state_equal_the_textbook_version(corpus):
+    _, vocab, data = corpus
+    m = 20
+    rnn = rc.init_rnn(vocab.K, m, rng=np.random.default_rng(3), sigma=0.1)
+    h0 = np.random.default_rng(4).standard_normal((m, 1)) * 0.5
+    x, y = data[100:125], data[101:126]
+    loss, grads, h_last = rc.loss_and_grads(rnn, x, y, h0)
+    loss_tb, grads_tb, h_tb = tb.compute_gradients(as_dict(rnn), x, y, h0)
+    assert loss == pytest.approx(loss_tb, rel=1e-12)
+    np.testing.assert_allclose(h_last, h_tb, rtol=1e-12, atol=1e-14)
+    for name in rc.RNN.NAMES:
+        np.testing.assert_allclose(getattr(grads, name), grads_tb[name], rtol=1e-9, atol=1e-13)
+
+
+def test_initial_loss_is_T_log_K(corpus):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 100, rng=np.random.default_rng(0), sigma=0.01)
+    loss, _, _ = rc.loss_and_grads(rnn, data[:25], data[1:26], np.zeros((100, 1)))
+    assert loss == pytest.approx(25 * math.log(vocab.K), rel=0.01)
+
+
+def test_xavier_init_has_the_2025_standard_deviations():
+    rnn = rc.init_rnn(80, 200, rng=np.random.default_rng(0), init="xavier")
+    assert rnn.U.std() == pytest.approx(1 / math.sqrt(160), rel=0.03)
+    assert rnn.W.std() == pytest.approx(1 / math.sqrt(400), rel=0.03)
+    assert rnn.V.std() == pytest.approx(1 / math.sqrt(200), rel=0.03)
+    assert not rnn.b.any() and not rnn.c.any()
+    assert [a.shape for a in rnn.arrays()] == [(200, 1), (80, 1), (200, 80), (200, 200), (80, 200)]
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_training_equals_the_textbook_loop_across_epoch_boundaries(corpus):
+    """AdaGrad, clipping, hprev carry-over and the reset at the end of the text, against the plain version."""
+    _, vocab, data = corpus
+    short = data[:1000]          # 39 chunks of 25 per epoch: 300 updates cross 7 epoch boundaries
+    rnn = rc.init_rnn(vocab.K, 30, rng=np.random.default_rng(5), sigma=0.1)
+    expected = tb.train(as_dict(rnn), short, 300, eta=0.1)
+    hist = rc.train(rnn, short, n_updates=300, rng=np.random.default_rng(0), sample_every=100)
+    # round-off (1e-16) is amplified by AdaGrad's first steps, g / sqrt(g^2 + eps), to about 1e-7
+    # after 40 updates; a wrong carry-over or reset would differ by more than 1e-3.
+    np.testing.assert_allclose(hist.smooth_loss[:20], expected[:20], rtol=1e-13)
+    np.testing.assert_allclose(hist.smooth_loss, expected, rtol=1e-5)
+    assert hist.epoch[0] == 0 and hist.epoch[39] == 1 and hist.epoch[-1] == 299 // 39
+    assert [k for k, _, _ in hist.samples] == [0, 100, 200, 300]
+
+
+def test_mean_reduction_is_the_sum_over_T(corpus):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 10, rng=np.random.default_rng(5))
+    loss, _, _ = rc.loss_and_grads(rnn, data[:25], data[1:26], np.zeros((10, 1)))
+    hist = rc.train(rnn, data[:2000], n_updates=1, rng=np.random.default_rng(0), optimizer="adam",
+                    eta=0.001, loss_reduction="mean", sample_length=0)
+    assert hist.loss[0] == pytest.approx(loss / 25, rel=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", rc.OPTIMIZERS)
+def test_one_optimizer_step_matches_its_formula(corpus, optimizer):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 10, rng=np.random.default_rng(2), sigma=0.1)
+    before = rnn.copy()
+    _, g, _ = rc.loss_and_grads(rnn, data[:25], data[1:26], np.zeros((10, 1)))
+    rc.train(rnn, data[:2000], n_updates=1, rng=np.random.default_rng(0), eta=0.01,
+             optimizer=optimizer, clip=1.0, sample_length=0)
+    for name in rc.RNN.NAMES:
+        gc = np.clip(getattr(g, name), -1, 1)
+        if optimizer == "adagrad":
+            step = 0.01 * gc / np.sqrt(gc * gc + 1e-8)
+        elif optimizer == "rmsprop":
+            step = 0.01 * gc / np.sqrt(0.1 * gc * gc + 1e-8)
+        else:   # first Adam step: m_hat = g, v_hat = g^2
+            step = 0.01 * gc / (np.sqrt(gc * gc) + 1e-8)
+        np.testing.assert_allclose(getattr(before, name) - getattr(rnn, name), step, rtol=1e-9, atol=1e-15)
+
+
+def test_same_seed_same_history_other_seed_differs(corpus):
+    _, vocab, data = corpus
+
+    def run(seed):
+        rng = np.random.default_rng(seed)
+        rnn = rc.init_rnn(vocab.K, 16, rng=rng)
+        return rc.train(rnn, data[:5000], n_updates=400, rng=rng, sample_every=200, sample_length=50)
+
+    a, b, c = run(1), run(1), run(2)
+    assert a.loss.tobytes() == b.loss.tobytes() and a.smooth_loss.tobytes() == b.smooth_loss.tobytes()
+    assert [s[2].tobytes() for s in a.samples] == [s[2].tobytes() for s in b.samples]
+    assert a.best_update == b.best_update
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a.best.arrays(), b.best.arrays()))
+    assert a.loss.tobytes() != c.loss.tobytes()
+
+
+def test_best_model_is_the_lowest_smooth_loss(corpus):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 16, rng=np.random.default_rng(0))
+    hist = rc.train(rnn, data[:20000], n_updates=600, rng=np.random.default_rng(0), sample_length=0)
+    assert hist.best_update == int(np.argmin(hist.smooth_loss)) + 1
+    assert hist.best_smooth_loss == hist.smooth_loss.min()
+    assert hist.best_update < 600 or all(np.array_equal(x, y) for x, y in zip(hist.best.arrays(), rnn.arrays()))
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def fixed_logits_rnn(logits):
+    """An RNN whose output logits are `logits` whatever the input: W = U = V = 0, c = logits."""
+    K, m = len(logits), 3
+    rnn, _ = rc.RNN.packed(K, m)
+    rnn.c[:, 0] = logits
+    return rnn
+
+
+LOGITS = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+
+
+def softmax(o):
+    e = np.exp(o - o.max())
+    return e / e.sum()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.7])
+def test_sample_frequencies_follow_softmax_of_logits_over_temperature(temperature):
+    n = 200_000
+    draws = rc.synthesize(fixed_logits_rnn(LOGITS), np.zeros((3, 1)), 0, n,
+                          rng=np.random.default_rng(11), temperature=temperature)
+    freq = np.bincount(draws, minlength=len(LOGITS)) / n
+    p = softmax(LOGITS / temperature)
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / n) + 1e-9)
+
+
+def test_top_p_keeps_only_the_nucleus_renormalised():
+    n = 200_000
+    p = softmax(LOGITS)                      # 0.57, 0.21, 0.13, 0.08, ...
+    draws = rc.synthesize(fixed_logits_rnn(LOGITS), np.zeros((3, 1)), 0, n,
+                          rng=np.random.default_rng(12), top_p=0.85)
+    freq = np.bincount(draws, minlength=len(LOGITS)) / n
+    nucleus = np.cumsum(p) < 0.85           # smallest prefix reaching 0.85: the first three
+    nucleus[np.argmin(nucleus)] = True
+    assert nucleus.sum() == 3
+    assert freq[~nucleus].sum() == 0
+    q = p * nucleus / (p * nucleus).sum()
+    assert np.all(np.abs(freq - q) < 5 * np.sqrt(q * (1 - q) / n) + 1e-9)
+
+
+def test_synthesis_matches_the_textbook_draw_by_cumulative_sum(corpus):
+    _, vocab, _ = corpus
+    rnn = rc.init_rnn(vocab.K, 20, rng=np.random.default_rng(1), sigma=0.3)
+    h0 = np.random.default_rng(2).standard_normal((20, 1)) * 0.3
+    ours = rc.synthesize(rnn, h0, 5, 300, rng=np.random.default_rng(9))
+    theirs = tb.synthesize(as_dict(rnn), h0, 5, 300, np.random.default_rng(9))
+    assert ours.tolist() == theirs
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": 0}, "temperature must be > 0"),
+    ({"temperature": -1.0}, "temperature must be > 0"),
+    ({"top_p": 0}, "top_p must be in (0, 1]"),
+    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+])
+def test_bad_sampling_settings_are_named(kwargs, message):
+    with pytest.raises(rc.RNNError, match=message.replace("(", r"\(").replace("]", r"\]")):
+        rc.synthesize(fixed_logits_rnn(LOGITS), np.zeros((3, 1)), 0, 10, rng=np.random.default_rng(0), **kwargs)
+
+
+# ----------------------------------------------------------------------------- text and files
+
+def test_vocabulary_is_sorted_and_round_trips_non_ascii():
+    text = "Harry • Flöte ü – «quoted» Harry\n"
+    vocab = rc.Vocab(text)
+    assert vocab.chars == "".join(sorted(set(text)))
+    assert vocab.decode(vocab.encode(text)) == text
+    assert rc.Vocab(vocab.chars) == vocab
+    with pytest.raises(rc.RNNError, match="not in the vocabulary: 'Z'"):
+        vocab.encode("HaZ")
+
+
+def test_default_corpus_is_the_documented_one(corpus):
+    text, vocab, data = corpus
+    readme = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+    assert f"{len(text):,}" in readme and f"K = {vocab.K}" in readme
+    import hashlib
+    assert hashlib.sha256(CORPUS.read_bytes()).hexdigest() in readme
+
+
+def test_model_file_round_trips(tmp_path, corpus):
+    _, vocab, _ = corpus
+    rnn = rc.init_rnn(vocab.K, 12, rng=np.random.default_rng(0))
+    meta = {"m": 12, "eta": 0.1, "corpus": "shakespeare.txt"}
+    path = tmp_path / "model.npz"
+    rc.save_model(path, rnn, vocab, meta)
+    back, vocab2, meta2 = rc.load_model(path)
+    assert vocab2 == vocab and meta2 == meta
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(rnn.arrays(), back.arrays()))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]   # no temp file left behind
+
+
+def test_truncated_model_file_gives_a_clear_error(tmp_path, corpus):
+    _, vocab, _ = corpus
+    path = tmp_path / "model.npz"
+    rc.save_model(path, rc.init_rnn(vocab.K, 4, rng=np.random.default_rng(0)), vocab)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(rc.RNNError, match="not a readable model file"):
+        rc.load_model(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    (b"", "is empty"),
+    (b"\x00\x01\x02binary", "binary file"),
+    ("line one\nbad \xe9 here".encode("latin-1"), "not UTF-8: byte 0xe9 at line 2, column 5"),
+])
+def test_bad_text_files_are_named(tmp_path, content, message):
+    path = tmp_path / "book.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(rc.RNNError, match=message):
+        rc.load_text(path)
+
+
+def test_unreadable_file_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "book.txt"
+    path.write_text("text")
+
+    def deny(self):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(rc.RNNError, match="cannot read .*Permission denied"):
+        rc.load_text(path)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_updates": 0}, "n_updates must be >= 1"),
+    ({"seq_length": 0}, "seq_length must be >= 1"),
+    ({"eta": 0}, "eta must be a number > 0"),
+    ({"eta": -0.1}, "eta must be a number > 0"),
+    ({"optimizer": "sgd"}, "unknown optimizer 'sgd'; choose one of: adagrad, rmsprop, adam"),
+    ({"sample_every": 0}, "sample_every must be >= 1"),
+    ({"seq_length": 60}, "fewer than seq_length \\+ 1 = 61"),
+])
+def test_bad_training_settings_are_named(kwargs, message):
+    rnn = rc.init_rnn(5, 4, rng=np.random.default_rng(0))
+    data = np.arange(50) % 5
+    args = {"n_updates": 10, "rng": np.random.default_rng(0), **kwargs}
+    with pytest.raises(rc.RNNError, match=message):
+        rc.train(rnn, data, **args)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"m": 0}, "m must be >= 1"),
+    ({"m": 2.5}, "m must be a whole number"),
+    ({"init": "he"}, "unknown init 'he'"),
+])
+def test_bad_init_settings_are_named(kwargs, message):
+    args = {"K": 5, "m": 4, **kwargs}
+    with pytest.raises(rc.RNNError, match=message):
+        rc.init_rnn(args.pop("K"), args.pop("m"), rng=np.random.default_rng(0), **args)
