@@ -142,12 +142,6 @@ def fmt_seconds(s: float) -> str:
     return f"{int(s // 60)} min {s % 60:.0f} s"
 
 
-def describe_text(text: str, limit: int = 24) -> str:
-    """A character list for prose, e.g. for the vocabulary."""
-    shown = "".join(ch if ch.isprintable() and ch != " " else "" for ch in text)
-    return shown if len(shown) <= limit else shown[:limit] + "…"
-
-
 def nats_per_char(loss: float, reduction: str, seq_length: int) -> float:
     return loss / seq_length if reduction == "sum" else loss
 
