@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
+import functools
 import os
 import shutil
 import signal
@@ -60,10 +61,11 @@ def error_of(notebook: Path) -> str:
     return "the notebook failed"
 
 
-def declared(step: str) -> set:
+@functools.lru_cache(maxsize=None)   # read once per run, by check_names and by execute
+def declared(step: str) -> frozenset:
     """The parameter names a notebook's parameters cell declares."""
     import papermill as pm
-    return set(pm.inspect_notebook(str(HERE / f"{step}.ipynb")))
+    return frozenset(pm.inspect_notebook(str(HERE / f"{step}.ipynb")))
 
 
 def check_names(params: dict) -> None:
