@@ -18,7 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -28,7 +31,8 @@ import numpy as np
 __all__ = [
     "RNNError", "load_text", "Vocab", "RNN", "init_rnn", "loss_and_grads",
     "numerical_grads", "complex_step_grads", "relative_error", "synthesize",
-    "History", "train", "save_model", "load_model", "OPTIMIZERS", "INITS",
+    "History", "train", "evaluate", "save_model", "load_model", "OPTIMIZERS", "INITS",
+    "CHUNK_ORDERS", "BEST_BY",
 ]
 
 
@@ -247,29 +251,149 @@ def _forward_backward(P: RNN, x: np.ndarray, y: np.ndarray, h0, buf: _Buffers, G
     return loss
 
 
+class _BatchBuffers:
+    """Work arrays for B streams of T characters (mini-batches and tweets), allocated once."""
+
+    def __init__(self, K: int, m: int, T: int, B: int, resets: bool):
+        self.H = np.empty((T + 1, B, m))            # H[t+1] = h_t of every stream
+        self.Hin = np.empty((T, B, m)) if resets else self.H[:T]  # h_{t-1} as step t sees it
+        self.P = np.empty((T * B, K))               # row t*B + j: stream j at step t
+        self.dH = np.empty((T, B, m))
+        self.dA = np.empty((T, B, m))
+        self.D = np.empty((T, B, m))
+        self.tmp = np.empty((B, m))
+        self.rows = np.arange(T * B)
+        self.eye = np.eye(K)
+
+
+def _forward_backward_batch(P: RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray, buf: _BatchBuffers,
+                            G: RNN, keep: np.ndarray | None = None) -> float:
+    """Loss summed over all T x B characters of X, Y (T, B); gradients into G; h_t into buf.H.
+
+    H0 (B, m) holds each stream's h_0. keep (T, B, 1) of 0.0/1.0, if given, multiplies h_{t-1}
+    before step t: 0 starts that stream afresh there (a tweet's start), in the forward pass
+    and, through the same product, in the backward pass.
+    """
+    T, B = X.shape
+    m = P.m
+    H, Hin, Pr, dH, dA, D, tmp = buf.H, buf.Hin, buf.P, buf.dH, buf.dA, buf.D, buf.tmp
+    WT = P.W.T
+    H[0] = H0
+    XU = P.U.T[X]                       # (T, B, m)
+    XU += P.b[:, 0]
+    for t in range(T):
+        if keep is not None:
+            np.multiply(H[t], keep[t], out=Hin[t])
+        np.dot(Hin[t], WT, out=tmp)
+        tmp += XU[t]
+        np.tanh(tmp, out=H[t + 1])
+    Hs = H[1:].reshape(T * B, m)
+    y = Y.reshape(-1)
+    np.dot(Hs, P.V.T, out=Pr)
+    Pr += P.c[:, 0]
+    Pr -= Pr.max(axis=1, keepdims=True)
+    target = Pr[buf.rows, y].sum()
+    np.exp(Pr, out=Pr)
+    total = Pr.sum(axis=1, keepdims=True)
+    loss = float(np.log(total).sum() - target)
+    Pr /= total
+    Pr[buf.rows, y] -= 1.0
+    np.dot(Pr.T, Hs, out=G.V)
+    np.sum(Pr, axis=0, out=G.c[:, 0])
+    np.dot(Pr, P.V, out=dH.reshape(T * B, m))
+    np.multiply(H[1:], H[1:], out=D)
+    np.subtract(1.0, D, out=D)
+    np.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
+    for t in range(T - 2, -1, -1):
+        np.dot(dA[t + 1], P.W, out=tmp)  # dL/dh_t through step t + 1 ...
+        if keep is not None:
+            tmp *= keep[t + 1]           # ... unless step t + 1 started afresh
+        tmp += dH[t]
+        np.multiply(tmp, D[t], out=dA[t])
+    dA2 = dA.reshape(T * B, m)
+    np.dot(dA2.T, Hin.reshape(T * B, m), out=G.W)
+    np.sum(dA2, axis=0, out=G.b[:, 0])
+    np.dot(dA2.T, buf.eye[X.reshape(-1)], out=G.U)
+    return loss
+
+
+def _resets(X: np.ndarray, reset_ix: int | None) -> np.ndarray | None:
+    """keep (T, B, 1): 0.0 where the input is the reset character, else 1.0; None without one."""
+    if reset_ix is None:
+        return None
+    return (X != reset_ix).astype(np.float64)[:, :, None]
+
+
+def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, T: int = 100) -> float:
+    """Mean cross-entropy per character (nats) of predicting data[1:] from data[:-1].
+
+    The text is cut into `streams` pieces read side by side, each from h = 0 (forward only).
+    """
+    data = np.asarray(data, dtype=np.intp)
+    n = len(data) - 1
+    if n < 1:
+        raise RNNError("the text to evaluate needs at least 2 characters")
+    S = max(1, min(streams, n // 2 or 1))
+    L = n // S                          # characters per stream; the last n - S L are not scored
+    K, m = rnn.K, rnn.m
+    h = np.zeros((S, m))
+    starts = np.arange(S) * L
+    XU = (rnn.U + rnn.b).T              # (K, m)
+    VT = rnn.V.T
+    total, count = 0.0, 0
+    for s in range(0, L, T):
+        t_len = min(T, L - s)
+        X = data[starts[None, :] + s + np.arange(t_len)[:, None]]   # (t_len, S)
+        Y = data[starts[None, :] + s + 1 + np.arange(t_len)[:, None]]
+        Hs = np.empty((t_len, S, m))
+        for t in range(t_len):
+            if reset_ix is not None:
+                h = h * (X[t] != reset_ix)[:, None]
+            h = np.tanh(h @ rnn.W.T + XU[X[t]])
+            Hs[t] = h
+        O = Hs.reshape(-1, m) @ VT + rnn.c[:, 0]
+        O -= O.max(axis=1, keepdims=True)
+        logp = O[np.arange(len(O)), Y.reshape(-1)] - np.log(np.exp(O).sum(axis=1))
+        total -= float(logp.sum())
+        count += len(O)
+    return total / count
+
+
 def _check_chunk(rnn: RNN, x, y, h0):
     x, y = np.asarray(x, dtype=np.intp), np.asarray(y, dtype=np.intp)
-    if x.ndim != 1 or x.shape != y.shape or len(x) < 1:
-        raise RNNError(f"x and y must be 1-D index arrays of one length >= 1, got shapes {x.shape} and {y.shape}")
+    if x.ndim not in (1, 2) or x.shape != y.shape or len(x) < 1 or x.size < 1:
+        raise RNNError(f"x and y must be index arrays of one shape (T,) or (T, B), got shapes {x.shape} and {y.shape}")
     for name, ix in (("x", x), ("y", y)):
         if ix.min() < 0 or ix.max() >= rnn.K:
             raise RNNError(f"{name} holds indices outside 0..{rnn.K - 1}")
     h0 = np.asarray(h0, dtype=np.float64)
-    if h0.size != rnn.m:
-        raise RNNError(f"h0 must have m={rnn.m} entries, got shape {h0.shape}")
+    B = 1 if x.ndim == 1 else x.shape[1]
+    if h0.size != rnn.m * B:
+        raise RNNError(f"h0 must have shape ({rnn.m}, {B}), got shape {h0.shape}")
     return x, y, h0
 
 
-def loss_and_grads(rnn: RNN, x, y, h0) -> tuple[float, RNN, np.ndarray]:
+def loss_and_grads(rnn: RNN, x, y, h0, *, reset_ix: int | None = None) -> tuple[float, RNN, np.ndarray]:
     """Cross-entropy summed over the T characters, its unclipped gradients, and h_T.
 
     x, y : int arrays of shape (T,); h0 : (m, 1). Returns (loss, grads, h_last (m, 1)).
+    A mini-batch: x, y of shape (T, B), column j one stream, and h0 (m, B). The loss is then
+    the mean over the B streams of each one's summed loss (what `train` uses with batch_size B),
+    and h_last has shape (m, B). reset_ix: see `train` (the hidden state restarts after it).
     """
     x, y, h0 = _check_chunk(rnn, x, y, h0)
-    buf = _Buffers(rnn.K, rnn.m, len(x))
     G, _ = RNN.packed(rnn.K, rnn.m)
-    loss = _forward_backward(rnn, x, y, h0, buf, G)
-    return loss, G, buf.H[-1].reshape(-1, 1).copy()
+    if x.ndim == 1 and reset_ix is None:
+        buf = _Buffers(rnn.K, rnn.m, len(x))
+        loss = _forward_backward(rnn, x, y, h0, buf, G)
+        return loss, G, buf.H[-1].reshape(-1, 1).copy()
+    X, Y = (x, y) if x.ndim == 2 else (x[:, None], y[:, None])
+    T, B = X.shape
+    buf = _BatchBuffers(rnn.K, rnn.m, T, B, reset_ix is not None)
+    loss = _forward_backward_batch(rnn, X, Y, h0.reshape(rnn.m, B).T, buf, G, _resets(X, reset_ix)) / B
+    for g in G.arrays():
+        g /= B
+    return loss, G, buf.H[-1].T.copy()
 
 
 # ----------------------------------------------------------------------------- gradient checks
@@ -457,23 +581,43 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
 
 # ----------------------------------------------------------------------------- training
 
+CHUNK_ORDERS = ("sequential", "shuffled")
+BEST_BY = ("smooth", "val")
+
+
 @dataclass
 class History:
     """What a training run records.
 
-    loss, smooth_loss : float arrays of shape (n_updates,), entry k for update k + 1
-    epoch : int array of shape (n_updates,), the epoch (0-based) each update belongs to
+    loss, smooth_loss : float arrays of shape (updates done,), entry k for update k + 1
+    epoch : int array of the same shape, the epoch (0-based) each update belongs to
     samples : list of (updates done, smooth loss then, text); the first at 0 updates
-    best : the parameters with the lowest smooth loss, reached after best_update updates
+    val_update, val_loss : when a validation text is given, the updates after which it was
+        scored and its loss there, in nats per character
+    best : the parameters with the lowest smooth loss (or validation loss, best_by="val"),
+        reached after best_update updates; best_smooth_loss is the smooth loss then
+    stopped : "" when all n_updates ran, "interrupted" (Ctrl-C) or "diverged" (NaN or
+        infinite loss); message says what happened and what to do
+    resumed_from : the update the run continued from, 0 for a fresh run
     """
 
     loss: np.ndarray
     smooth_loss: np.ndarray
     epoch: np.ndarray
     samples: list = field(default_factory=list)
+    val_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     best: RNN | None = None
     best_update: int = 0
     best_smooth_loss: float = math.inf
+    best_val_loss: float = math.nan
+    stopped: str = ""
+    message: str = ""
+    resumed_from: int = 0
+
+    @property
+    def updates(self) -> int:
+        return len(self.loss)
 
 
 def _check_positive(name: str, value) -> float:
@@ -483,10 +627,43 @@ def _check_positive(name: str, value) -> float:
     return float(value)
 
 
+def _fingerprint(data: np.ndarray) -> str:
+    return f"{len(data)}:{zlib.crc32(np.ascontiguousarray(data, dtype=np.int64).tobytes()):08x}"
+
+
+class _SigintFlag:
+    """While active, Ctrl-C (SIGINT) sets .hit instead of raising: the loop stops between updates.
+
+    A second Ctrl-C raises KeyboardInterrupt as usual. Only the main thread can take signals;
+    elsewhere this does nothing.
+    """
+
+    def __init__(self):
+        self.hit, self._old = False, None
+
+    def _handle(self, signum, frame):
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
 def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_length: int = 25,
           eta: float = 0.1, optimizer: str = "adagrad", clip: float = 5.0, loss_reduction: str = "sum",
           sample_every: int = 10_000, sample_length: int = 200,
-          progress: Callable[[int, float], None] | None = None) -> History:
+          progress: Callable[[int, float], None] | None = None,
+          batch_size: int = 1, chunk_order: str = "sequential", reset_ix: int | None = None,
+          val_data=None, val_every: int = 1000, best_by: str = "smooth",
+          checkpoint=None, checkpoint_every: int = 10_000, resume: bool = False,
+          info: dict | None = None) -> History:
     """Train `rnn` in place with the assignment's loop and return its History.
 
     data : int array of shape (N,), the encoded text. The position e steps by seq_length;
@@ -497,15 +674,40 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
     Samples of sample_length characters are drawn with h0 = hprev and x0 = the current input,
     at 0 updates and every sample_every updates. progress(updates_done, smooth_loss) is called
     every 100 updates and at the end.
+
+    batch_size B > 1: B streams read the text side by side from B evenly spaced positions
+        (each its own piece of (N - 1) // B characters, with its own hprev); one update per
+        B x seq_length characters. An update's loss (and so its gradient) is the mean over
+        the B streams of each stream's chunk loss, so the loss keeps the scale of B = 1.
+    chunk_order "shuffled": every epoch visits the chunk starts 0, T, 2T, ... once each in a
+        new random order, each chunk from hprev = 0 (with B > 1, B chunks per update; the last
+        fewer than B of an epoch are left out).
+    reset_ix : a character index (the end of a tweet) after which the hidden state restarts
+        from zero: when it is the input x_t, h_{t-1} is taken as 0.
+    val_data : an encoded held-out text; scored every val_every updates and at the end
+        (`evaluate`, nats per character). best_by="val" picks the best model by that score.
+    checkpoint : a file path. Every checkpoint_every updates, at the end, and when stopped by
+        Ctrl-C, the full state (parameters, optimiser, position, hprev, smooth loss, history,
+        best model, random generator) is written there atomically. resume=True continues from
+        it up to n_updates, giving the same History, bit for bit, as a run never stopped.
+        info (JSON-able, e.g. the vocabulary) is stored with it and must match on resume.
+    Ctrl-C stops between two updates: the History so far is returned with stopped="interrupted".
+    A NaN or infinite loss stops before that update, stopped="diverged"; the checkpoint file
+    keeps the last good state.
     """
     n_updates = _check_int("n_updates", n_updates)
     T = _check_int("seq_length", seq_length)
+    B = _check_int("batch_size", batch_size)
     sample_every = _check_int("sample_every", sample_every)
     sample_length = _check_int("sample_length", sample_length, low=0)
+    val_every = _check_int("val_every", val_every)
+    checkpoint_every = _check_int("checkpoint_every", checkpoint_every)
     eta = _check_positive("eta", eta)
     clip = _check_positive("clip", clip)
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     _check_choice("loss_reduction", loss_reduction, ("sum", "mean"))
+    _check_choice("chunk_order", chunk_order, CHUNK_ORDERS)
+    _check_choice("best_by", best_by, BEST_BY)
     data = np.asarray(data, dtype=np.intp)
     N, K, m = len(data), rnn.K, rnn.m
     if N < T + 1:
@@ -513,50 +715,161 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
                        f"use a longer text or a smaller seq_length")
     if data.min() < 0 or data.max() >= K:
         raise RNNError(f"data holds indices outside 0..{K - 1}: encode the text with the model's vocabulary")
+    L = (N - 1) // B                    # characters each stream reads (sequential order)
+    n_chunks = (N - 1) // T             # chunk starts in shuffled order
+    if chunk_order == "sequential" and L < T:
+        raise RNNError(f"batch_size {B} leaves {L} characters per stream, fewer than seq_length = {T}; "
+                       f"use a smaller batch_size (at most {(N - 1) // T})")
+    if chunk_order == "shuffled" and n_chunks < B:
+        raise RNNError(f"the text has {n_chunks} chunks of seq_length = {T}, fewer than batch_size = {B}")
+    if val_data is not None:
+        val_data = np.asarray(val_data, dtype=np.intp)
+        if len(val_data) < 2 or val_data.min() < 0 or val_data.max() >= K:
+            raise RNNError("val_data must be an encoded text of at least 2 characters of the same vocabulary")
+    elif best_by == "val":
+        raise RNNError('best_by="val" needs a validation text: set val_fraction > 0')
+    if reset_ix is not None and not (isinstance(reset_ix, (int, np.integer)) and 0 <= reset_ix < K):
+        raise RNNError(f"reset_ix must be a character index in 0..{K - 1}, got {reset_ix!r}")
+    if resume and checkpoint is None:
+        raise RNNError("resume=True needs the checkpoint file to continue from")
+
+    config = {"K": K, "m": m, "seq_length": T, "eta": eta, "optimizer": optimizer, "clip": clip,
+              "loss_reduction": loss_reduction, "sample_every": sample_every,
+              "sample_length": sample_length, "batch_size": B, "chunk_order": chunk_order,
+              "reset_ix": None if reset_ix is None else int(reset_ix), "val_every": val_every,
+              "best_by": best_by, "data": _fingerprint(data),
+              "val_data": None if val_data is None else _fingerprint(val_data), "info": info or {}}
 
     P, theta = RNN.packed(K, m)
-    for dst, src in zip(P.arrays(), rnn.arrays()):
-        dst[...] = src
     G, grad = RNN.packed(K, m)
     best = np.empty_like(theta)
     opt = _Optimizer(optimizer, theta.size, eta)
-    buf = _Buffers(K, m, T)
     hist = History(loss=np.empty(n_updates), smooth_loss=np.empty(n_updates),
                    epoch=np.empty(n_updates, dtype=np.int64))
-    scale = 1.0 / T if loss_reduction == "mean" else 1.0
-    e, epoch, smooth = 0, 0, 0.0
-    hprev = np.zeros(m)
-    for k in range(n_updates + 1):
-        if e > N - T - 1:
-            e, epoch = 0, epoch + 1
-            hprev[:] = 0.0
-        if k % sample_every == 0 and sample_length:
-            text_ix = synthesize(P, hprev, int(data[e]), sample_length, rng=rng)
-            hist.samples.append((k, None, text_ix))
-        if k == n_updates:
-            break
-        loss = _forward_backward(P, data[e:e + T], data[e + 1:e + T + 1], hprev, buf, G) * scale
-        hprev[:] = buf.H[T]
-        if scale != 1.0:
-            grad *= scale
-        np.minimum(grad, clip, out=grad)
-        np.maximum(grad, -clip, out=grad)
-        opt.step(theta, grad)
-        smooth = loss if k == 0 else 0.999 * smooth + 0.001 * loss
-        hist.loss[k], hist.smooth_loss[k], hist.epoch[k] = loss, smooth, epoch
-        if smooth < hist.best_smooth_loss:
-            hist.best_smooth_loss, hist.best_update = smooth, k + 1
-            np.copyto(best, theta)   # theta is after update k + 1: the model this smooth loss belongs to
-        e += T
-        if progress is not None and (k + 1) % 100 == 0:
-            progress(k + 1, smooth)
-    if progress is not None and n_updates % 100:
-        progress(n_updates, smooth)
+    val_update, val_loss = [], []
+    batched = B > 1 or reset_ix is not None or chunk_order == "shuffled"
+    hprev = np.zeros((B, m))
+    e, epoch, smooth, k0 = 0, 0, 0.0, 0
+    order, pos = np.zeros(0, dtype=np.intp), 0       # shuffled order: chunk numbers, next one
+    if resume:
+        st = _read_checkpoint(Path(checkpoint), config, n_updates)
+        theta[...], opt.M[...], opt.S[...], opt.t = st["theta"], st["M"], st["S"], st["t"]
+        best[...], hprev[...] = st["best"], st["hprev"]
+        e, epoch, smooth, k0 = st["e"], st["current_epoch"], st["smooth"], st["k"]
+        order, pos = st["order"], st["pos"]
+        for name in ("loss", "smooth_loss", "epoch"):
+            getattr(hist, name)[:k0] = st[name]
+        hist.samples = st["samples"]
+        val_update, val_loss = st["val_update"], st["val_loss"]
+        hist.best_update, hist.best_smooth_loss = st["best_update"], st["best_smooth_loss"]
+        hist.best_val_loss = st["best_val_loss"]
+        hist.resumed_from = k0
+        if val_update and val_update[-1] % val_every:   # the last run's closing score, off the grid:
+            del val_update[-1], val_loss[-1]              # a run never stopped has none there
+        rng.bit_generator.state = st["rng"]
+    else:
+        for dst, src in zip(P.arrays(), rnn.arrays()):
+            dst[...] = src
+        np.copyto(best, theta)
+        if chunk_order == "shuffled":
+            order = rng.permutation(n_chunks)
+
+    def save(k):
+        if checkpoint is not None:
+            _write_checkpoint(Path(checkpoint), config, {
+                "k": k, "e": e, "current_epoch": epoch, "smooth": smooth, "t": opt.t, "pos": pos,
+                "best_update": hist.best_update, "best_smooth_loss": hist.best_smooth_loss,
+                "best_val_loss": hist.best_val_loss, "rng": rng.bit_generator.state},
+                {"theta": theta, "M": opt.M, "S": opt.S, "best": best, "hprev": hprev, "order": order,
+                 "loss": hist.loss[:k], "smooth_loss": hist.smooth_loss[:k], "epoch": hist.epoch[:k],
+                 "val_update": np.array(val_update, dtype=np.int64),
+                 "val_loss": np.array(val_loss, dtype=np.float64)}, hist.samples)
+
+    def score(k):
+        v = evaluate(P, val_data, reset_ix=reset_ix)
+        val_update.append(k)
+        val_loss.append(v)
+        if best_by == "val" and k % val_every == 0 and not v >= hist.best_val_loss:   # also the first (nan)
+            hist.best_val_loss, hist.best_update = v, k
+            hist.best_smooth_loss = float(hist.smooth_loss[k - 1]) if k else math.nan
+            np.copyto(best, theta)
+
+    buf = _BatchBuffers(K, m, T, B, reset_ix is not None) if batched else _Buffers(K, m, T)
+    steps = np.arange(T)[:, None]
+    stream_starts = np.arange(B) * L
+    scale = (1.0 / T if loss_reduction == "mean" else 1.0) / B
+    last_good = k0
+    with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):  # a NaN is caught below
+        k = k0
+        while True:
+            stop = sigint.hit and k < n_updates
+            if stop or (k > k0 and (k % checkpoint_every == 0 or k == n_updates)):
+                save(k)                  # the state before update k + 1: what resume starts from
+                last_good = k
+            if stop:
+                hist.stopped = "interrupted"
+                hist.message = (f"training stopped by Ctrl-C after {k:,} of {n_updates:,} updates; "
+                                f"the run so far is kept, and resume=True continues it")
+                break
+            if chunk_order == "sequential":
+                if e > L - T:            # B = 1: e > N - T - 1, the assignment's test
+                    e, epoch = 0, epoch + 1
+                    hprev[:] = 0.0
+                starts = stream_starts + e
+            else:
+                if pos + B > n_chunks:
+                    order, pos, epoch = rng.permutation(n_chunks), 0, epoch + 1
+                starts = order[pos:pos + B] * T
+                hprev[:] = 0.0
+            if k % sample_every == 0 and sample_length:
+                text_ix = synthesize(P, hprev[0], int(data[starts[0]]), sample_length, rng=rng)
+                hist.samples.append((k, None, text_ix))
+            if k == n_updates:
+                break
+            if batched:
+                X = data[starts[None, :] + steps]            # (T, B)
+                Y = data[starts[None, :] + steps + 1]
+                loss = _forward_backward_batch(P, X, Y, hprev, buf, G, _resets(X, reset_ix)) * scale
+            else:
+                loss = _forward_backward(P, data[e:e + T], data[e + 1:e + T + 1], hprev[0], buf, G) * scale
+            if not math.isfinite(loss):
+                hist.stopped = "diverged"
+                last = f"; the last finite smooth loss was {smooth:.4g} at update {k:,}" if k else ""
+                hist.message = (f"the loss became {loss} at update {k + 1:,}{last}. Lower eta "
+                                f"(now {eta:g}) or clip (now {clip:g}) and train again"
+                                + (f"; the checkpoint keeps update {last_good:,}" if checkpoint else ""))
+                break
+            hprev[...] = buf.H[T]
+            if scale != 1.0:
+                grad *= scale
+            np.minimum(grad, clip, out=grad)
+            np.maximum(grad, -clip, out=grad)
+            opt.step(theta, grad)
+            smooth = loss if k == 0 else 0.999 * smooth + 0.001 * loss
+            hist.loss[k], hist.smooth_loss[k], hist.epoch[k] = loss, smooth, epoch
+            if best_by == "smooth" and smooth < hist.best_smooth_loss:
+                hist.best_smooth_loss, hist.best_update = smooth, k + 1
+                np.copyto(best, theta)   # theta is after update k + 1: the model this smooth loss belongs to
+            if chunk_order == "sequential":
+                e += T
+            else:
+                pos += B
+            k += 1
+            if val_data is not None and (k % val_every == 0 or k == n_updates):
+                score(k)
+            if progress is not None and k % 100 == 0:
+                progress(k, smooth)
+    if progress is not None and k % 100:
+        progress(k, smooth)
+    for name in ("loss", "smooth_loss", "epoch"):
+        setattr(hist, name, getattr(hist, name)[:k])
     # sample k was drawn from the model after k updates: label it with the smooth loss then
-    hist.samples = [(k, float(hist.smooth_loss[max(k - 1, 0)]), ix) for k, _, ix in hist.samples]
-    B, best_flat = RNN.packed(K, m)
+    hist.samples = [(j, float(hist.smooth_loss[max(j - 1, 0)]) if k else math.nan, ix)
+                    for j, _, ix in hist.samples]
+    hist.val_update, hist.val_loss = np.array(val_update, dtype=np.int64), np.array(val_loss, dtype=np.float64)
+    Bm, best_flat = RNN.packed(K, m)
     best_flat[...] = best
-    hist.best = B
+    hist.best = Bm
     for dst, src in zip(rnn.arrays(), P.arrays()):
         dst[...] = src
     return hist
@@ -612,3 +925,58 @@ def load_model(path) -> tuple[RNN, Vocab, dict]:
     except (UnicodeDecodeError, ValueError):
         raise RNNError(f"{p}: its metadata is not valid JSON; the file is damaged") from None
     return rnn, vocab, meta
+
+
+def _write_checkpoint(path: Path, config: dict, state: dict, arrays: dict, samples: list) -> None:
+    """One .npz: the arrays, the samples (concatenated), and config and state as JSON bytes."""
+    out = {name: np.asarray(a) for name, a in arrays.items()}
+    out["sample_update"] = np.array([s[0] for s in samples], dtype=np.int64)
+    out["sample_length"] = np.array([len(s[2]) for s in samples], dtype=np.int64)
+    out["sample_text"] = np.concatenate([np.asarray(s[2], dtype=np.int64) for s in samples]) \
+        if samples else np.zeros(0, dtype=np.int64)
+    for name, obj in (("config", config), ("state", state)):
+        out[name] = np.frombuffer(json.dumps(obj, sort_keys=True).encode(), dtype=np.uint8)
+    _atomic_write(path, lambda f: np.savez(f, **out))
+
+
+_CHECKPOINT_ARRAYS = ("theta", "M", "S", "best", "hprev", "order", "loss", "smooth_loss", "epoch",
+                      "val_update", "val_loss", "sample_update", "sample_length", "sample_text")
+
+
+def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:
+    """The state saved by _write_checkpoint, after checking that it belongs to this run."""
+    if not path.is_file():
+        raise RNNError(f"no checkpoint at {path} to resume from; start the run without resume "
+                       f"(it writes one every checkpoint_every updates)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            st = {k: z[k] for k in _CHECKPOINT_ARRAYS}
+            old = json.loads(z["config"].tobytes().decode())
+            state = json.loads(z["state"].tobytes().decode())
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError) as err:
+        raise RNNError(f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated "
+                       f"or damaged: delete it and start the run again") from None
+    if old.get("info", {}).get("vocab", None) != config["info"].get("vocab", None) or old["K"] != config["K"]:
+        raise RNNError(f"{path} was written for another vocabulary (K={old['K']}, this text has "
+                       f"K={config['K']}); resume with the same data_path, or use a new run_dir")
+    if old["data"] != config["data"]:
+        raise RNNError(f"{path} was written for another text ({old['data'].split(':')[0]} characters "
+                       f"of training text, now {config['data'].split(':')[0]} or different ones); "
+                       f"resume with the same data_path and val_fraction, or use a new run_dir")
+    flat = {**{k: v for k, v in config.items() if k != "info"}, **config["info"]}
+    flat_old = {**{k: v for k, v in old.items() if k != "info"}, **old.get("info", {})}
+    diff = [f"{k}={flat_old.get(k)!r} there, {v!r} now" for k, v in flat.items() if flat_old.get(k) != v]
+    if diff:
+        raise RNNError(f"{path} belongs to a run with other settings ({'; '.join(diff)}); resume "
+                       f"with the same settings (only n_updates may change), or use a new run_dir")
+    if state["k"] > n_updates:
+        raise RNNError(f"{path} is at update {state['k']:,}, beyond n_updates = {n_updates:,}; "
+                       f"set n_updates >= {state['k']} to continue it")
+    size = sum(math.prod(s) for s in RNN.shapes(config["K"], config["m"]).values())
+    if st["theta"].shape != (size,) or st["best"].shape != (size,) or len(st["loss"]) != state["k"]:
+        raise RNNError(f"{path}: its arrays do not fit K={config['K']}, m={config['m']}; the file is damaged")
+    ends = np.cumsum(st["sample_length"])
+    texts = np.split(st["sample_text"].astype(np.intp), ends[:-1]) if len(ends) else []
+    samples = [(int(j), None, ix) for j, ix in zip(st["sample_update"].tolist(), texts)]
+    return {**state, **st, "order": st["order"].astype(np.intp), "samples": samples,
+            "val_update": st["val_update"].tolist(), "val_loss": st["val_loss"].tolist()}

@@ -81,3 +81,22 @@ def train(P, data, n_updates, seq_length=25, eta=0.1, rng=None):
         smooth_losses.append(smooth)
         e += seq_length
     return smooth_losses
+
+
+def stream_loss(P, x, y, h0, reset_ix=None):
+    """Summed loss of one stream; with reset_ix, h is set to zero before each step whose input is it."""
+    K = P["c"].shape[0]
+    h, loss = h0, 0.0
+    for t in range(len(x)):
+        if reset_ix is not None and x[t] == reset_ix:
+            h = np.zeros_like(h)
+        h = np.tanh(P["W"] @ h + P["U"] @ one_hot(x[t], K) + P["b"])
+        p = softmax(P["V"] @ h + P["c"])
+        loss += -np.log(p[y[t], 0])
+    return loss
+
+
+def batch_loss(P, X, Y, H0, reset_ix=None):
+    """Mean over the columns (streams) of X, Y (T, B) of each stream's summed loss."""
+    B = X.shape[1]
+    return sum(stream_loss(P, X[:, j], Y[:, j], H0[:, j:j + 1], reset_ix) for j in range(B)) / B

@@ -1,0 +1,269 @@
+"""Training beyond the assignment's plain loop, each against an independent expectation:
+mini-batches (numerical gradients of the textbook loss), stream positions, shuffled chunks,
+validation on unseen text, checkpoints with exact resume, Ctrl-C, NaN, damaged checkpoints."""
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnn_core as rc
+import textbook_rnn as tb
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    text = rc.load_text(ROOT / "data" / "shakespeare.txt")[:60_000]
+    vocab = rc.Vocab(text)
+    return text, vocab, vocab.encode(text)
+
+
+def as_dict(rnn):
+    return {n: a.copy() for n, a in zip(rc.RNN.NAMES, rnn.arrays())}
+
+
+# ----------------------------------------------------------------------------- mini-batches
+
+@pytest.mark.parametrize("resets", [False, True])
+def test_batch_gradients_match_the_complex_step_derivative_of_the_textbook_loss(corpus, resets):
+    _, vocab, data = corpus
+    rng = np.random.default_rng(4)
+    rnn = rc.init_rnn(vocab.K, 5, rng=rng, sigma=0.1)
+    T, B = 9, 3
+    X, Y = data[:T * B].reshape(B, T).T, data[1:T * B + 1].reshape(B, T).T
+    H0 = rng.standard_normal((5, B)) * 0.1
+    reset_ix = int(X[4, 0]) if resets else None      # some streams restart mid-chunk
+    if resets:
+        assert (X == reset_ix).sum() >= 1
+    loss, G, _ = rc.loss_and_grads(rnn, X, Y, H0, reset_ix=reset_ix)
+    P = as_dict(rnn)
+    assert loss == pytest.approx(tb.batch_loss(P, X, Y, H0, reset_ix), rel=1e-12)
+    # complex step on the textbook loss: Im L(theta + i s) / s, exact to round-off (no subtraction)
+    Pc = {k: v.astype(complex) for k, v in P.items()}
+    for name in rc.RNN.NAMES:
+        num = np.zeros_like(P[name])
+        for idx in np.ndindex(P[name].shape):
+            Pc[name][idx] += 1e-30j
+            num[idx] = tb.batch_loss(Pc, X, Y, H0, reset_ix).imag / 1e-30
+            Pc[name][idx] = P[name][idx]
+        err = rc.relative_error(getattr(G, name), num)
+        assert err.max() < 1e-10, (name, err.max())
+
+
+def test_a_wrong_reset_is_caught_by_the_gradient_comparison(corpus):
+    """The same comparison fails when the backward pass ignores the resets: it has teeth."""
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 5, rng=np.random.default_rng(4), sigma=0.3)
+    X, Y = data[:27].reshape(3, 9).T, data[1:28].reshape(3, 9).T
+    reset_ix = int(X[4, 0])
+    _, G_reset, _ = rc.loss_and_grads(rnn, X, Y, np.zeros((5, 3)), reset_ix=reset_ix)
+    _, G_plain, _ = rc.loss_and_grads(rnn, X, Y, np.zeros((5, 3)))
+    assert rc.relative_error(G_reset.W, G_plain.W).max() > 1e-3
+
+
+def test_batch_of_one_is_the_single_stream_computation(corpus):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 20, rng=np.random.default_rng(1), sigma=0.1)
+    h0 = np.random.default_rng(2).standard_normal((20, 1)) * 0.1
+    l1, g1, h1 = rc.loss_and_grads(rnn, data[:25], data[1:26], h0)
+    lb, gb, hb = rc.loss_and_grads(rnn, data[:25, None], data[1:26, None], h0)
+    assert lb == pytest.approx(l1, rel=1e-13)
+    for a, b in zip(g1.arrays(), gb.arrays()):
+        np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-15)
+    np.testing.assert_allclose(hb, h1, rtol=1e-13)
+
+
+def test_batch_streams_start_evenly_spaced_and_wrap_together(corpus):
+    _, vocab, data = corpus
+    short = data[:1001]                  # N - 1 = 1000: B = 4 streams of 250, 10 chunks of 25 each
+    rnn = rc.init_rnn(vocab.K, 12, rng=np.random.default_rng(3), sigma=0.1)
+    hist = rc.train(rnn.copy(), short, n_updates=35, rng=np.random.default_rng(0), batch_size=4,
+                    sample_length=0)
+    first = np.mean([rc.loss_and_grads(rnn, short[s:s + 25], short[s + 1:s + 26], np.zeros((12, 1)))[0]
+                     for s in (0, 250, 500, 750)])
+    assert hist.loss[0] == pytest.approx(first, rel=1e-12)
+    assert hist.epoch.tolist() == [k // 10 for k in range(35)]
+
+
+def test_shuffled_order_visits_every_chunk_once_per_epoch(corpus, monkeypatch):
+    _, vocab, data = corpus
+    short = data[:501]                   # 20 chunks of 25
+    chunks = {tuple(short[s:s + 25].tolist()): s for s in range(0, 500, 25)}
+    assert len(chunks) == 20             # each chunk recognisable by its characters
+    calls = []
+    real = rc._forward_backward_batch
+
+    def spy(P, X, Y, H0, buf, G, keep=None):
+        calls.append((chunks[tuple(X[:, 0].tolist())], bool(H0.any())))
+        return real(P, X, Y, H0, buf, G, keep)
+
+    monkeypatch.setattr(rc, "_forward_backward_batch", spy)
+    rnn = rc.init_rnn(vocab.K, 8, rng=np.random.default_rng(3), sigma=0.1)
+    hist = rc.train(rnn, short, n_updates=60, rng=np.random.default_rng(0), chunk_order="shuffled",
+                    sample_length=0)
+    assert not any(carried for _, carried in calls)      # every chunk from hprev = 0
+    epochs = [[s for s, _ in calls[i:i + 20]] for i in range(0, 60, 20)]
+    for ep in epochs:
+        assert sorted(ep) == list(range(0, 500, 25))
+    assert epochs[0] != epochs[1] != epochs[2] and epochs[0] != sorted(epochs[0])
+    assert hist.epoch.tolist() == [k // 20 for k in range(60)]
+
+
+# ----------------------------------------------------------------------------- validation
+
+def test_validation_scores_text_the_training_never_saw():
+    train_text = "abab aab abba\n" * 300
+    val_text = "cdc dcc\n" * 40                 # c and d occur only in the held-out text
+    vocab = rc.Vocab(train_text + val_text)
+    rng = np.random.default_rng(0)
+    rnn = rc.init_rnn(vocab.K, 10, rng=rng, sigma=0.1)
+    U0 = rnn.U.copy()
+    val = vocab.encode(val_text)
+    hist = rc.train(rnn, vocab.encode(train_text), n_updates=250, rng=rng, val_data=val, val_every=100,
+                    sample_length=0)
+    for ch in "cd":                            # a column of U moves only when its character is an input
+        np.testing.assert_array_equal(rnn.U[:, vocab.chars.index(ch)], U0[:, vocab.chars.index(ch)])
+    assert not np.array_equal(rnn.U[:, vocab.chars.index("a")], U0[:, vocab.chars.index("a")])
+    assert hist.val_update.tolist() == [100, 200, 250]
+    assert hist.val_loss[-1] == rc.evaluate(rnn, val)
+    # the score is the textbook's per-character loss of the held-out text, read in one stream
+    expected = tb.stream_loss(as_dict(rnn), val[:-1], val[1:], np.zeros((10, 1))) / (len(val) - 1)
+    assert rc.evaluate(rnn, val, streams=1) == pytest.approx(expected, rel=1e-10)
+    assert hist.val_loss[-1] > 3 * hist.smooth_loss[-1] / 25   # unseen characters: far worse
+
+
+def test_best_by_validation_picks_the_lowest_validation_score(corpus):
+    _, vocab, data = corpus
+    rng = np.random.default_rng(1)
+    rnn = rc.init_rnn(vocab.K, 16, rng=rng)
+    hist = rc.train(rnn, data[:40_000], n_updates=600, rng=rng, val_data=data[50_000:55_000],
+                    val_every=50, best_by="val", sample_length=0)
+    i = int(np.argmin(hist.val_loss))
+    assert hist.best_update == hist.val_update[i] and hist.best_val_loss == hist.val_loss[i]
+    assert rc.evaluate(hist.best, data[50_000:55_000]) == hist.best_val_loss
+
+
+# ----------------------------------------------------------------------------- checkpoints and resume
+
+MODES = {
+    "assignment": {},
+    "batch": {"batch_size": 3},
+    "shuffled": {"chunk_order": "shuffled"},
+    "val+resets+mean": {"val_data": "held out", "val_every": 40, "best_by": "val", "reset_ix": "\n",
+                        "optimizer": "adam", "eta": 0.01, "loss_reduction": "mean"},
+}
+
+
+def run(vocab, data, n, path, resume=False, stop_at=None, monkeypatch=None, **kw):
+    kw = dict(kw)
+    if kw.get("val_data") == "held out":
+        kw["val_data"] = data[30_000:32_000]
+    if kw.get("reset_ix") == "\n":
+        kw["reset_ix"] = vocab.chars.index("\n")
+    rng = np.random.default_rng(7)
+    rnn = rc.init_rnn(vocab.K, 12, rng=rng, sigma=0.1)
+    if stop_at is not None:               # a real SIGINT, delivered inside update number stop_at
+        real_step = rc._Optimizer.step
+
+        def step(self, theta, g):
+            real_step(self, theta, g)
+            if self.t == stop_at:
+                os.kill(os.getpid(), signal.SIGINT)
+        monkeypatch.setattr(rc._Optimizer, "step", step)
+    try:
+        return rc.train(rnn, data[:6000], n_updates=n, rng=rng, sample_every=90, sample_length=30,
+                        checkpoint=path, checkpoint_every=100, resume=resume, info={"vocab": vocab.chars},
+                        **kw)
+    finally:
+        if monkeypatch is not None:
+            monkeypatch.undo()
+
+
+def same_history(a, b):
+    assert a.loss.tobytes() == b.loss.tobytes()
+    assert a.smooth_loss.tobytes() == b.smooth_loss.tobytes()
+    assert a.epoch.tobytes() == b.epoch.tobytes()
+    assert [(k, s, ix.tobytes()) for k, s, ix in a.samples] == [(k, s, ix.tobytes()) for k, s, ix in b.samples]
+    assert a.val_update.tobytes() == b.val_update.tobytes() and a.val_loss.tobytes() == b.val_loss.tobytes()
+    assert (a.best_update, a.best_smooth_loss) == (b.best_update, b.best_smooth_loss)
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a.best.arrays(), b.best.arrays()))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_interrupted_and_resumed_run_is_bit_identical(corpus, tmp_path, monkeypatch, mode):
+    _, vocab, data = corpus
+    whole = run(vocab, data, 400, tmp_path / "whole.npz", **MODES[mode])
+    part = run(vocab, data, 400, tmp_path / "cut.npz", stop_at=237, monkeypatch=monkeypatch, **MODES[mode])
+    assert part.stopped == "interrupted" and part.updates == 237 and "Ctrl-C" in part.message
+    assert len(part.samples) == 3 and part.best is not None        # the run so far is usable
+    resumed = run(vocab, data, 400, tmp_path / "cut.npz", resume=True, **MODES[mode])
+    assert resumed.resumed_from == 237 and resumed.stopped == ""
+    same_history(whole, resumed)
+
+
+def test_a_finished_run_extends_to_more_updates_as_if_never_stopped(corpus, tmp_path):
+    _, vocab, data = corpus
+    whole = run(vocab, data, 450, tmp_path / "whole.npz", **MODES["val+resets+mean"])
+    run(vocab, data, 250, tmp_path / "short.npz", **MODES["val+resets+mean"])
+    extended = run(vocab, data, 450, tmp_path / "short.npz", resume=True, **MODES["val+resets+mean"])
+    same_history(whole, extended)
+
+
+def test_resume_refuses_another_text_settings_vocabulary_or_a_shorter_run(corpus, tmp_path):
+    _, vocab, data = corpus
+    path = tmp_path / "ck.npz"
+    run(vocab, data, 120, path)
+    rng = np.random.default_rng(7)
+    rnn = rc.init_rnn(vocab.K, 12, rng=rng, sigma=0.1)
+    base = dict(n_updates=200, rng=rng, sample_every=90, sample_length=30, checkpoint=path,
+                checkpoint_every=100, resume=True, info={"vocab": vocab.chars})
+    with pytest.raises(rc.RNNError, match="another text"):
+        rc.train(rnn, data[1:6001], **base)
+    with pytest.raises(rc.RNNError, match=r"other settings \(eta=0.1 there, 0.2 now\)"):
+        rc.train(rnn, data[:6000], **{**base, "eta": 0.2})
+    with pytest.raises(rc.RNNError, match="another vocabulary"):
+        rc.train(rnn, data[:6000], **{**base, "info": {"vocab": vocab.chars[::-1]}})
+    with pytest.raises(rc.RNNError, match="beyond n_updates = 100"):
+        rc.train(rnn, data[:6000], **{**base, "n_updates": 100})
+    with pytest.raises(rc.RNNError, match="no checkpoint at .*missing.npz"):
+        rc.train(rnn, data[:6000], **{**base, "checkpoint": tmp_path / "missing.npz"})
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(rc.RNNError, match="not a readable checkpoint.*truncated"):
+        rc.train(rnn, data[:6000], **base)
+
+
+def test_checkpoint_files_are_written_atomically_on_schedule(corpus, tmp_path, monkeypatch):
+    _, vocab, data = corpus
+    written = []
+    real = rc._write_checkpoint
+    monkeypatch.setattr(rc, "_write_checkpoint", lambda path, config, state, *a: written.append(state["k"])
+                        or real(path, config, state, *a))
+    run(vocab, data, 350, tmp_path / "ck.npz")
+    assert written == [100, 200, 300, 350]
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]       # no temporary file left
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    _, vocab, data = corpus
+    rng = np.random.default_rng(0)
+    rnn = rc.init_rnn(vocab.K, 12, rng=rng)
+    path = tmp_path / "ck.npz"
+    # eta 1e308: the first AdaGrad step moves weights to about 1e308, the second to infinity
+    hist = rc.train(rnn, data[:6000], n_updates=50, rng=rng, eta=1e308, checkpoint=path,
+                    checkpoint_every=1, sample_length=0)
+    assert hist.stopped == "diverged" and hist.updates == 1
+    assert "the loss became nan at update 2" in hist.message and "Lower eta (now 1e+308)" in hist.message
+    assert np.isfinite(hist.loss).all() and all(np.isfinite(a).all() for a in hist.best.arrays())
+    with np.load(path) as z:
+        assert len(z["loss"]) == 1 and np.isfinite(z["theta"]).all()
+
+
+def test_train_leaves_the_sigint_handler_as_it_found_it(corpus):
+    _, vocab, data = corpus
+    before = signal.getsignal(signal.SIGINT)
+    rc.train(rc.init_rnn(vocab.K, 5, rng=np.random.default_rng(0)), data[:2000], n_updates=3,
+             rng=np.random.default_rng(0), sample_length=0)
+    assert signal.getsignal(signal.SIGINT) is before
