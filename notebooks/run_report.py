@@ -68,6 +68,21 @@ def declared(step: str) -> frozenset:
     return frozenset(pm.inspect_notebook(str(HERE / f"{step}.ipynb")))
 
 
+def preset_params(name: str | None) -> dict:
+    """The values of params/<name>.yaml (papermill's parameter-file format)."""
+    if not name:
+        return {}
+    import yaml
+    path = ROOT / "params" / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in (ROOT / "params").glob("*.yaml"))
+        raise StepFailed(f"unknown preset {name!r}; choose one of: {', '.join(names)} (files in params/)")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise StepFailed(f"{path} must map parameter names to values")
+    return values
+
+
 def check_names(params: dict) -> None:
     known = set().union(*(declared(step) for step in STEPS))
     unknown = sorted(set(params) - known)
@@ -87,7 +102,7 @@ def execute(step: str, run_dir: Path, params: dict, quiet: bool) -> None:
                             parameters={k: v for k, v in params.items() if k in names}, cwd=str(HERE),
                             kernel_name="python3", progress_bar=False, log_output=False,
                             stderr_file=None if quiet else sys.stderr,   # the training bar, live
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except PapermillExecutionError:
         raise StepFailed(error_of(out), out) from None
 
@@ -125,11 +140,15 @@ def assemble(run_dir: Path, code: bool, author: str):
 
 def render(run_dir: Path, code: bool, author: str) -> Path:
     """report.ipynb -> report.pdf with our template; returns the PDF's path."""
+    return to_pdf(assemble(run_dir, code, author), run_dir, "report", code)
+
+
+def to_pdf(report, run_dir: Path, stem: str, code: bool = False) -> Path:
+    """Write the notebook `report` as <stem>.ipynb and render <stem>.pdf in run_dir."""
     import nbformat
     from nbconvert import PDFExporter
     from traitlets.config import Config
-    report = assemble(run_dir, code, author)
-    nbformat.write(report, run_dir / "report.ipynb")
+    nbformat.write(report, run_dir / f"{stem}.ipynb")
     c = Config()
     c.TemplateExporter.exclude_input = not code
     c.TemplateExporter.exclude_input_prompt = True
@@ -142,9 +161,9 @@ def render(run_dir: Path, code: bool, author: str) -> Path:
         pdf, _ = exporter.from_notebook_node(report, resources={"metadata": {"path": str(run_dir)}})
     except Exception as err:  # nbconvert raises LatexFailed with the whole log
         log = getattr(err, "output", "") or str(err)
-        (run_dir / "report.log").write_text(log, encoding="utf-8", errors="replace")
-        raise StepFailed(f"LaTeX could not render the report; see {run_dir / 'report.log'}") from None
-    path = run_dir / "report.pdf"
+        (run_dir / f"{stem}.log").write_text(log, encoding="utf-8", errors="replace")
+        raise StepFailed(f"LaTeX could not render the report; see {run_dir / f'{stem}.log'}") from None
+    path = run_dir / f"{stem}.pdf"
     path.write_bytes(pdf)
     return path
 
@@ -158,10 +177,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pdf", action="store_true", help="run the notebooks only")
     ap.add_argument("--author", default=os.environ.get("AUTHOR", "DD2424 workbook"))
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--preset", help="a recipe from params/<PRESET>.yaml; -p values override it")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run from its checkpoint (in the run folder or <run>.failed)")
     args = ap.parse_args(argv)
 
     run_dir = Path(args.run_dir).resolve()
-    params = {name: literal(value) for name, value in args.p}
+    try:
+        preset = preset_params(args.preset)
+        if isinstance(preset.get("data_path"), str):        # written relative to notebooks/
+            preset["data_path"] = str((HERE / preset["data_path"]).resolve())
+        params = {**preset, **{name: literal(value) for name, value in args.p}}
+    except StepFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.resume:
+        params["resume"] = True
     for name in PATH_PARAMS:
         if isinstance(params.get(name), str):
             params[name] = str(Path(params[name]).resolve())   # notebooks run with cwd notebooks/
@@ -171,6 +202,14 @@ def main(argv=None) -> int:
 
     previous = run_dir.with_name(f".{run_dir.name}.previous")
     failed = run_dir.with_name(f"{run_dir.name}.failed")
+    checkpoint = None
+    if args.resume:
+        found = [d / "checkpoint.npz" for d in (run_dir, failed) if (d / "checkpoint.npz").is_file()]
+        if not found:
+            print(f"error: no checkpoint to resume from in {run_dir} or {failed}; "
+                  f"run once without RESUME=1 first", file=sys.stderr)
+            return 1
+        checkpoint = max(found, key=lambda p: p.stat().st_mtime)   # the latest state of the run
     signal.signal(signal.SIGTERM, signal.default_int_handler)   # make's kill: clean up as for Ctrl-C
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +217,13 @@ def main(argv=None) -> int:
         if run_dir.exists():
             run_dir.rename(previous)
         run_dir.mkdir()
+        if checkpoint is not None:
+            source = previous / "checkpoint.npz" if checkpoint.parent == run_dir else checkpoint
+            shutil.copy2(source, run_dir / "checkpoint.npz")
+            print(f"resuming from {checkpoint}", flush=True)
     except OSError as err:
         print(f"error: cannot write the run folder {run_dir}: {err.strerror}; "
-              f"make {run_dir.parent} writable or choose another RUN", file=sys.stderr)
+              f"make {run_dir.parent} writable or choose another REPORTS folder", file=sys.stderr)
         return 1
 
     start = time.perf_counter()

@@ -23,10 +23,13 @@ ARTEFACTS = {
     "grad_check.json": "01_gradient_check: relative errors per parameter, method and m",
     "history.csv": "02_train: update, epoch, loss, smooth_loss for every update",
     "samples.json": "02_train: the text sampled during training, with update and smooth loss",
+    "validation.csv": "02_train: update and validation loss per character (empty without val_fraction)",
+    "checkpoint.npz": "02_train: the full training state, for resume=True (every checkpoint_every updates)",
     "best_model.npz": "02_train: parameters with the lowest smooth loss, vocabulary, hyper-parameters",
     "run.json": "02_train: parameters, corpus name, size and K, wall time, updates/s",
     "loss.pdf": "03_loss_plot: the smooth-loss figure (vector), also loss.png",
-    "passage.txt": "04_synthesis: the 1000-character passage from the best model",
+    "validation.pdf": "03_loss_plot: training and validation loss per character (with val_fraction > 0)",
+    "passage.txt": "04_synthesis: the 1000-character passage (or the tweets) from the best model",
     "report.pdf": "the report: every section above plus the code",
 }
 
@@ -77,7 +80,66 @@ def read_history(path) -> dict:
             "loss": table[:, 2], "smooth_loss": table[:, 3]}
 
 
+# ----------------------------------------------------------------------------- corpus
+
+def load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.0,
+                keep_retweets: bool = False, keep_links: bool = False) -> dict:
+    """The text, its vocabulary and its split, as every notebook of a run sees them.
+
+    corpus_format "tweets": data_path is a tweet-archive JSON file (or a list of them), and
+    the hidden state restarts after each tweet's end character (reset). The last
+    val_fraction of the text is held out (cut at a tweet's end for tweets).
+    """
+    if corpus_format == "tweets":
+        text = rc.load_tweets(data_path, keep_retweets=keep_retweets, keep_links=keep_links)
+    else:
+        text = rc.load_text(data_path)
+    vocab = rc.Vocab(text)
+    cut = len(text) - int(round(len(text) * val_fraction))
+    if corpus_format == "tweets" and cut < len(text):
+        cut = text.rfind(rc.EOT, 0, cut) + 1 or cut
+    name = Path(data_path[0] if isinstance(data_path, list) else data_path).name
+    return {"name": name, "text": text, "vocab": vocab, "train": text[:cut], "val": text[cut:],
+            "reset_ix": vocab.chars.index(rc.EOT) if corpus_format == "tweets" else None}
+
+
 # ----------------------------------------------------------------------------- display
+
+def _font_charmap() -> set:
+    """Code points the PDF's monospaced font (DejaVu Sans Mono) can draw."""
+    global _CHARMAP
+    if _CHARMAP is None:
+        try:
+            import matplotlib
+            from matplotlib.ft2font import FT2Font
+            path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"
+            _CHARMAP = set(FT2Font(str(path)).get_charmap())
+        except Exception:  # noqa: BLE001 - without the font file, assume Basic Latin and Latin-1 only
+            _CHARMAP = set(range(32, 127)) | set(range(160, 256))
+        _CHARMAP |= {9, 10}
+    return _CHARMAP
+
+
+_CHARMAP = None
+
+
+def for_pdf(text: str) -> tuple[str, int]:
+    """text with each character the PDF font lacks (emoji, ...) written as [U+XXXX]; and their count."""
+    have = _font_charmap()
+    out, n = [], 0
+    for ch in text:
+        if ord(ch) in have:
+            out.append(ch)
+        else:
+            out.append(f"[U+{ord(ch):04X}]")
+            n += 1
+    return "".join(out), n
+
+
+def shown(text: str) -> str:
+    """Sampled text for display: each end of a tweet as a visible pilcrow and a line break."""
+    return text.replace(rc.EOT, "\u00b6\n")
+
 
 def _latex_verbatim(text: str) -> str:
     # fvextra breaks long lines anywhere; a line that would end the environment is spaced out
@@ -98,11 +160,14 @@ class Text:
         label_tex = f"\\Needspace{{8\\baselineskip}}\\textbf{{{latex_escape(self.label)}}}\n\n\\nopagebreak\n" \
             if self.label else ""
         label_html = f"<b>{html.escape(self.label)}</b>" if self.label else ""
+        safe, n = for_pdf(self.text)
+        note = (f"\\par{{\\footnotesize {n} character{'s' if n > 1 else ''} outside the PDF font "
+                f"(emoji and the like) shown as [U+code point].}}\n") if n else ""
         return {
             "text/plain": (self.label + "\n" if self.label else "") + self.text,
             "text/html": f"{label_html}<pre style='white-space: pre-wrap; border: 1px solid #ccc; "
                          f"padding: 4px'>{html.escape(self.text)}</pre>",
-            "text/latex": label_tex + _latex_verbatim(self.text),
+            "text/latex": label_tex + _latex_verbatim(safe) + note,
         }
 
 
@@ -170,12 +235,197 @@ def check_params(space: dict) -> None:
         "check_sigma": lambda v: rc._check_positive("check_sigma", v),
         "check_h": lambda v: rc._check_positive("check_h", v),
         "init": lambda v: rc._check_choice("init", v, rc.INITS),
+        "batch_size": lambda v: rc._check_int("batch_size", v),
+        "val_every": lambda v: rc._check_int("val_every", v),
+        "checkpoint_every": lambda v: rc._check_int("checkpoint_every", v),
+        "n_tweets": lambda v: rc._check_int("n_tweets", v),
+        "tweet_length": lambda v: rc._check_int("tweet_length", v),
+        "chunk_order": lambda v: rc._check_choice("chunk_order", v, rc.CHUNK_ORDERS),
+        "best_by": lambda v: rc._check_choice("best_by", v, rc.BEST_BY),
+        "corpus_format": lambda v: rc._check_choice("corpus_format", v, ("text", "tweets")),
+        "preset": lambda v: _check_preset(v),
+        "val_fraction": lambda v: _check_fraction("val_fraction", v),
+        "resume": lambda v: _check_bool("resume", v),
+        "keep_retweets": lambda v: _check_bool("keep_retweets", v),
+        "keep_links": lambda v: _check_bool("keep_links", v),
+        "temperatures": lambda v: [rc._check_positive("temperature", t) for t in _as_list("temperatures", v)],
+        "top_ps": lambda v: [_check_top_p(p) for p in _as_list("top_ps", v, empty=True)],
         "optimizer": lambda v: rc._check_choice("optimizer", v, rc.OPTIMIZERS),
         "loss_reduction": lambda v: rc._check_choice("loss_reduction", v, ("sum", "mean")),
         "check_m": lambda v: [rc._check_int("check_m entry", x) for x in
                               (v if isinstance(v, list) else [v])],
-        "data_path": rc.load_text,
     }
     for name, check in checks.items():
         if name in space:
             check(space[name])
+    if space.get("best_by") == "val" and space.get("val_fraction", 0) == 0:
+        raise rc.RNNError('best_by="val" needs a validation text: set val_fraction > 0 (e.g. 0.1)')
+    if "data_path" in space:          # last: reading it is the slowest check
+        path = space["data_path"]
+        text = rc.load_tweets(path) if space.get("corpus_format") == "tweets" else rc.load_text(path)
+        need = space.get("seq_length", 1) + 1
+        if len(text) < need:
+            raise rc.RNNError(f"{path} has {len(text)} characters, fewer than seq_length + 1 = {need}; "
+                              f"use a longer text or a smaller seq_length")
+
+
+PRESETS = ROOT / "params"
+
+
+def presets() -> list:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def _check_preset(v):
+    if v not in presets():
+        raise rc.RNNError(f"unknown preset {v!r}; choose one of: {', '.join(presets())} (files in params/)")
+
+
+def _check_bool(name, v):
+    if not isinstance(v, bool):
+        raise rc.RNNError(f"{name} must be True or False, got {v!r}")
+
+
+def _check_fraction(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 0.9:
+        raise rc.RNNError(f"{name} must be a number in [0, 0.9), got {v!r}")
+
+
+def _check_top_p(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+        raise rc.RNNError(f"top_p must be in (0, 1], got {v!r}")
+    return v
+
+
+def _as_list(name, v, empty=False):
+    items = v if isinstance(v, list) else [v]
+    if not items and not empty:
+        raise rc.RNNError(f"{name} needs at least one value")
+    return items
+
+
+# ----------------------------------------------------------------------------- measuring text
+
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+
+
+def words(text: str) -> list:
+    """Words as runs of letters (with an inner apostrophe), lower-cased."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def text_stats(text: str, book_words: set) -> dict:
+    """words: count; book_words: share found in the training text; distinct: share of distinct
+    words; repeated_trigrams: share of word trigrams that occur more than once in the text."""
+    ws = words(text)
+    n = len(ws)
+    tri = list(zip(ws, ws[1:], ws[2:]))
+    counts = {}
+    for t in tri:
+        counts[t] = counts.get(t, 0) + 1
+    return {"words": n,
+            "book_words": sum(w in book_words for w in ws) / n if n else 0.0,
+            "distinct": len(set(ws)) / n if n else 0.0,
+            "repeated_trigrams": sum(c for c in counts.values() if c > 1) / len(tri) if tri else 0.0}
+
+
+def sampling_comment(stats: list) -> str:
+    """One sentence per kind of setting, from the lowest to the highest value, with the numbers."""
+    parts = []
+    for kind in ("temperature", "top-p"):
+        rows = sorted((s for s in stats if s["kind"] == kind), key=lambda s: s["value"])
+        if len(rows) < 2:
+            continue
+        lo, hi = rows[0], rows[-1]
+        parts.append(
+            f"From {kind} {lo['value']} to {hi['value']}, the share of real words (words of the training "
+            f"text) goes from {lo['book_words']:.0%} to {hi['book_words']:.0%}, distinct words from "
+            f"{lo['distinct']:.0%} to {hi['distinct']:.0%}, and repeated word trigrams from "
+            f"{lo['repeated_trigrams']:.0%} to {hi['repeated_trigrams']:.0%}.")
+    return " ".join(parts) or "Give at least two settings of one kind to compare them."
+
+
+# ----------------------------------------------------------------------------- comparing runs
+
+def load_run(run_dir) -> dict:
+    """A finished run's numbers for comparison; RNNError if the run did not finish."""
+    d = Path(run_dir)
+    info = read_json(need(d, "run.json"))
+    need(d, "passage.txt")
+    h = read_history(need(d, "history.csv"))
+    p = info["params"]
+    per = p["seq_length"] if p["loss_reduction"] == "sum" else 1
+    val = np.loadtxt(need(d, "validation.csv"), delimiter=",", skiprows=1, ndmin=2)
+    return {**info, "name": d.name, "per_char": h["smooth_loss"] / per,
+            "best_per_char": info["best_smooth_loss"] / per,
+            "val_last": float(val[-1, 1]) if len(val) else None,
+            "passage": (d / "passage.txt").read_text(encoding="utf-8")}
+
+
+def failure_of(run_dir) -> str | None:
+    """The one-line error of a failed run, from the executed notebooks kept in <run>.failed."""
+    failed = Path(run_dir).with_name(Path(run_dir).name + ".failed")
+    if not failed.is_dir():
+        return None
+    import nbformat
+    for path in sorted(failed.glob("0*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - an unreadable notebook tells nothing
+            continue
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    return f"{out['evalue']} (in {path.name})" if out["ename"] == "RNNError" \
+                        else f"{out['ename']}: {out['evalue']} (in {path.name})"
+    return f"it stopped before finishing; see {failed}"
+
+
+_NOT_COMPARED = {"seed"}
+
+
+def compare_settings(runs: list) -> list:
+    """What differs between runs beyond the seed: corpus across all, parameters within a preset."""
+    problems = []
+    corpora = {(r["corpus"]["name"], r["corpus"]["characters"], r["corpus"]["K"]) for r in runs}
+    if len(corpora) > 1:
+        problems.append("corpus: " + "; ".join(f"`{n}` ({c:,} characters, K = {k})" for n, c, k in sorted(corpora)))
+    by_preset = {}
+    for r in runs:
+        by_preset.setdefault(r["params"]["preset"], []).append(r)
+    for preset, rs in by_preset.items():
+        keys = sorted(set().union(*(r["params"] for r in rs)) - _NOT_COMPARED)
+        for k in keys:
+            values = {json.dumps(r["params"].get(k)) for r in rs}
+            if len(values) > 1:
+                problems.append(f"{preset}: `{k}` is " + ", ".join(
+                    f"{r['params'].get(k)} (seed {r['params']['seed']})" for r in rs))
+    updates = {r["updates"] for r in runs}
+    if len(updates) > 1:
+        problems.append("updates done: " + ", ".join(f"{r['updates']:,} ({r['name']})" for r in runs))
+    return problems
+
+
+def compare_summary(groups: dict) -> str:
+    """Mean and spread of the final smooth loss per preset and, for two or more, the difference."""
+    stats = {}
+    for preset, rs in groups.items():
+        final = np.array([r["per_char"][-1] for r in rs])
+        stats[preset] = (final.mean(), final.std(ddof=1) if len(final) > 1 else float("nan"), len(final),
+                         final.max() - final.min())
+    parts = [f"**{p}**: final smooth loss {m:.3f} nats per character on average over {n} seed{'s' if n > 1 else ''}"
+             + (f" (standard deviation {s:.3f}, range {rg:.3f})" if n > 1 else "")
+             for p, (m, s, n, rg) in stats.items()]
+    text = "; ".join(parts) + "."
+    if len(stats) >= 2:
+        ranked = sorted(stats.items(), key=lambda kv: kv[1][0])
+        (win, (m1, s1, n1, _)), (second, (m2, s2, n2, _)) = ranked[0], ranked[1]
+        diff = m2 - m1
+        noise = max(s for _, (_, s, _, _) in ranked if not math.isnan(s)) if any(
+            not math.isnan(s) for _, (_, s, _, _) in ranked) else float("nan")
+        verdict = ("larger than the spread between seeds" if not math.isnan(noise) and diff > 2 * noise else
+                   "within the noise between seeds" if not math.isnan(noise) else "with one seed each, so the noise is unknown")
+        text += (f" **{win}** ends lower than **{second}** by {diff:.3f} nats per character "
+                 f"({diff / math.log(2):.3f} bits), {verdict}"
+                 + (f" (largest seed standard deviation {noise:.3f})." if not math.isnan(noise) else "."))
+    return text

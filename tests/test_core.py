@@ -306,3 +306,44 @@ def test_bad_init_settings_are_named(kwargs, message):
     args = {"K": 5, "m": 4, **kwargs}
     with pytest.raises(rc.RNNError, match=message):
         rc.init_rnn(args.pop("K"), args.pop("m"), rng=np.random.default_rng(0), **args)
+
+
+# ----------------------------------------------------------------------------- tweets
+
+def test_tweet_loader_unescapes_drops_retweets_and_links_and_ends_each_tweet(tmp_path):
+    import json
+    tweets = [{"source": "web", "id_str": "1", "text": "Jobs &amp; growth &gt; all! https://t.co/xyz",
+               "created_at": "x", "retweet_count": 0, "in_reply_to_user_id_str": None, "favorite_count": 0,
+               "is_retweet": False},
+              {"source": "web", "id_str": "2", "text": "RT @someone: not mine", "created_at": "x",
+               "retweet_count": 0, "in_reply_to_user_id_str": None, "favorite_count": 0, "is_retweet": True},
+              {"source": "web", "id_str": "3", "text": "Great night \U0001F1FA\U0001F1F8 \u2764\ufe0f", "created_at": "x",
+               "retweet_count": 0, "in_reply_to_user_id_str": None, "favorite_count": 0, "is_retweet": False},
+              {"source": "web", "id_str": "4", "text": "https://t.co/only", "created_at": "x",
+               "retweet_count": 0, "in_reply_to_user_id_str": None, "favorite_count": 0, "is_retweet": False}]
+    path = tmp_path / "condensed.json"
+    path.write_text(json.dumps(tweets), encoding="utf-8")
+    text = rc.load_tweets(path)
+    assert text == "Jobs & growth > all!" + rc.EOT + "Great night \U0001F1FA\U0001F1F8 \u2764\ufe0f" + rc.EOT
+    kept = rc.load_tweets([path], keep_retweets=True, keep_links=True)
+    assert kept.split(rc.EOT)[:-1] == ["Jobs & growth > all! https://t.co/xyz", "RT @someone: not mine",
+                                       "Great night \U0001F1FA\U0001F1F8 \u2764\ufe0f", "https://t.co/only"]
+    (tmp_path / "bad.json").write_text('{"text": "x"}')
+    with pytest.raises(rc.RNNError, match="not a tweet archive"):
+        rc.load_tweets(tmp_path / "bad.json")
+
+
+def test_synthesis_stops_at_the_end_character():
+    # character 0 has probability ~1 - 1e-9 of being drawn, so the first draw ends the tweet
+    rnn = fixed_logits_rnn(np.array([20.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    out = rc.synthesize(rnn, np.zeros((3, 1)), 1, 140, rng=np.random.default_rng(0), stop_ix=0)
+    assert len(out) == 0
+    rnn = fixed_logits_rnn(np.array([-2.0, 1.0, 1.0, 1.0, 1.0, 1.0]))   # p(end) = 0.026 per character
+    rng = np.random.default_rng(1)
+    lengths = [len(rc.synthesize(rnn, np.zeros((3, 1)), 1, 140, rng=rng, stop_ix=0)) for _ in range(400)]
+    p = math.exp(-2) / (math.exp(-2) + 5 * math.e)
+    expected = sum((1 - p) ** k for k in range(1, 141))     # E[min(geometric - 1, 140)]
+    assert max(lengths) == 140 and min(lengths) < 140
+    assert np.mean(lengths) == pytest.approx(expected, rel=0.08)
+    full = rc.synthesize(rnn, np.zeros((3, 1)), 1, 140, rng=np.random.default_rng(1))
+    assert 0 in full.tolist()                                 # without stop_ix the end character is just drawn

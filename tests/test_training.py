@@ -267,3 +267,12 @@ def test_train_leaves_the_sigint_handler_as_it_found_it(corpus):
     rc.train(rc.init_rnn(vocab.K, 5, rng=np.random.default_rng(0)), data[:2000], n_updates=3,
              rng=np.random.default_rng(0), sample_length=0)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_evaluate_with_resets_equals_the_textbook_loss(corpus):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 10, rng=np.random.default_rng(2), sigma=0.2)
+    text = data[:3000]
+    reset_ix = vocab.chars.index("\n")
+    expected = tb.stream_loss(as_dict(rnn), text[:-1], text[1:], np.zeros((10, 1)), reset_ix) / (len(text) - 1)
+    assert rc.evaluate(rnn, text, streams=1, reset_ix=reset_ix) == pytest.approx(expected, rel=1e-10)

@@ -18,7 +18,7 @@ import rnn_core as rc
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
-STEPS = ["01_gradient_check", "02_train", "03_loss_plot", "04_synthesis"]
+STEPS = ["01_gradient_check", "02_train", "03_loss_plot", "04_synthesis", "05_compare"]
 TINY = {"m": 8, "n_updates": 300, "sample_every": 100, "check_m": [3, 6], "passage_length": 1000}
 
 
@@ -36,7 +36,7 @@ def make(*args, reports: Path, check=True):
 def tiny_run(tmp_path_factory):
     """The four notebooks run one after another with papermill, as a user would by hand."""
     run = tmp_path_factory.mktemp("run")
-    for step in STEPS:
+    for step in STEPS[:4]:
         names = set(pm.inspect_notebook(str(NB / f"{step}.ipynb")))
         params = {k: v for k, v in {**TINY, "run_dir": str(run)}.items() if k in names}
         pm.execute_notebook(str(NB / f"{step}.ipynb"), str(run / f"{step}.ipynb"), parameters=params,
@@ -68,7 +68,8 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
     assert all(len(s["text"]) == 200 for s in samples)
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["params"]["m"] == 8 and info["params"]["n_updates"] == 300
-    assert info["corpus"] == {"name": "shakespeare.txt", "characters": 1091710, "K": 76}
+    assert info["corpus"] == {"name": "shakespeare.txt", "characters": 1091710, "K": 76,
+                              "train_characters": 982539, "val_characters": 109171}
     assert info["updates_per_second"] > 0 and info["wall_seconds"] > 0
     best, vocab, meta = rc.load_model(tiny_run / "best_model.npz")
     assert best.m == 8 and vocab.K == 76 and meta["update"] == info["best_update"]
@@ -118,7 +119,8 @@ def test_make_report_writes_a_pdf_with_every_section(quick_report):
     assert f"report: {run}/report.pdf" in proc.stdout
     text = pdf_text(run / "report.pdf")
     for heading in ("The run", "Gradient check", "Smooth loss", "Synthesized text",
-                    "Evolution during training", "A passage from the best model", "Appendix: the code",
+                    "Evolution during training", "From the best model", "Temperature and nucleus sampling",
+                    "Validation", "held-out characters", "repeated trigrams", "Appendix: the code",
                     "the gradients are bug-free", "def synthesize("):
         assert heading in text, heading
     flat = squeeze(text)
@@ -139,23 +141,106 @@ def test_make_report_again_does_no_work(quick_report):
     assert (run / "report.pdf").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["DATA=data/no_such_book.txt"], "error: no such file: "),
-    (["ETA=-1"], "error: eta must be a number > 0, got -1"),
-    (["OPTIMIZER=sgd"], "error: unknown optimizer 'sgd'; choose one of: adagrad, rmsprop, adam"),
-    (["SEED=abc"], "error: seed must be a whole number >= 0, got 'abc'"),
-])
-def test_bad_input_stops_make_with_one_line_and_keeps_the_good_run(quick_report, args, message):
+# ----------------------------------------------------------------------------- bad input, the README's table
+
+def bad_files(folder: Path) -> dict:
+    """The bad data files of the table, made fresh."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"empty": b"", "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 20,
+             "latin1": "Once upon a time\nthere was a caf\xe9".encode("latin-1"), "short": b"To be or not",
+             "notjson": b"this is not json"}
+    paths = {}
+    for name, content in files.items():
+        paths[name] = folder / f"{name}.txt"
+        paths[name].write_bytes(content)
+    paths["folder"] = folder
+    return paths
+
+
+READ_ONLY = "/sys/fs/reports" if os.geteuid() == 0 else None   # root writes anywhere chmod forbids
+
+
+# (case, make variables, notebook parameters, the start of the one-line error); {f[...]} are bad_files
+BAD_INPUT = [
+    ("missing data", ["DATA=data/no_such_book.txt"], {"data_path": "../data/no_such_book.txt"}, "no such file: "),
+    ("data is a folder", ["DATA={f[folder]}"], {"data_path": "{f[folder]}"}, "is a folder; give the path of a UTF-8 text file"),
+    ("empty data", ["DATA={f[empty]}"], {"data_path": "{f[empty]}"}, "is empty; give a text of at least seq_length + 1"),
+    ("binary data", ["DATA={f[binary]}"], {"data_path": "{f[binary]}"}, "is a binary file (it has NUL bytes)"),
+    ("non-UTF-8 data", ["DATA={f[latin1]}"], {"data_path": "{f[latin1]}"}, "is not UTF-8: byte 0xe9 at line 2, column 16"),
+    ("text shorter than seq_length + 1", ["DATA={f[short]}"], {"data_path": "{f[short]}"},
+     "has 12 characters, fewer than seq_length + 1 = 26"),
+    ("m = 0", ["M=0"], {"m": 0}, "m must be >= 1, got 0"),
+    ("eta <= 0", ["ETA=-1"], {"eta": -1}, "eta must be a number > 0, got -1"),
+    ("seq_length = 0", ["SEQ_LENGTH=0"], {"seq_length": 0}, "seq_length must be >= 1, got 0"),
+    ("n_updates = 0", ["N_UPDATES=0"], {"n_updates": 0}, "n_updates must be >= 1, got 0"),
+    ("sample_every < 0", ["SAMPLE_EVERY=-5"], {"sample_every": -5}, "sample_every must be >= 1, got -5"),
+    ("temperature <= 0", ["P=temperatures=[0.5,0]"], {"temperatures": [0.5, 0]}, "temperature must be a number > 0, got 0"),
+    ("top_p outside (0, 1]", ["P=top_ps=[1.5]"], {"top_ps": [1.5]}, "top_p must be in (0, 1], got 1.5"),
+    ("unknown optimizer", ["OPTIMIZER=sgd"], {"optimizer": "sgd"}, "unknown optimizer 'sgd'; choose one of: adagrad, rmsprop, adam"),
+    ("unknown init", ["INIT=he"], {"init": "he"}, "unknown init 'he'; choose one of: normal, xavier"),
+    ("unknown preset", ["PRESET=nope"], {"preset": "nope"}, "unknown preset 'nope'; choose one of: adam2025, classic, sigma0.1, tweets"),
+    ("seed not an integer", ["SEED=1.5"], {"seed": 1.5}, "seed must be a whole number >= 0, got 1.5"),
+    ("val_fraction out of range", ["P=val_fraction=1.5"], {"val_fraction": 1.5}, "val_fraction must be a number in [0, 0.9), got 1.5"),
+    ("batch_size = 0", ["P=batch_size=0"], {"batch_size": 0}, "batch_size must be >= 1, got 0"),
+    ("unknown chunk_order", ["P=chunk_order=random"], {"chunk_order": "random"}, "unknown chunk_order 'random'; choose one of: sequential, shuffled"),
+    ("best_by val without validation", ["P=best_by=val val_fraction=0"], {"best_by": "val", "val_fraction": 0},
+     'best_by="val" needs a validation text: set val_fraction > 0'),
+    ("tweets file that is not JSON", ["PRESET=tweets", "DATA={f[notjson]}"], {"corpus_format": "tweets", "data_path": "{f[notjson]}"},
+     "is not JSON: Expecting value at line 1, column 1"),
+    ("unknown parameter", ["P=learning_rate=0.1"], None, "unknown parameter learning_rate; the notebooks take:"),
+    ("read-only reports folder", ["REPORTS={ro}"], {"run_dir": "{ro}/run"}, "cannot "),
+]
+
+
+def fill(value, files, ro):
+    return value.format(f=files, ro=ro) if isinstance(value, str) else value
+
+
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory):
+    if READ_ONLY:
+        return READ_ONLY
+    d = tmp_path_factory.mktemp("ro")
+    d.chmod(0o555)
+    return str(d)
+
+
+@pytest.mark.parametrize("case, args, params, message", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_through_make_is_one_line_and_keeps_the_good_run(quick_report, tmp_path, read_only,
+                                                                   case, args, params, message):
     run, _ = quick_report
+    files = bad_files(tmp_path / "bad")
     good = (run / "report.pdf").read_bytes()
-    proc = make("report", "N_UPDATES=3000", "SAMPLE_EVERY=1000", "RUN=quick", *args, reports=run.parent, check=False)
+    args = [fill(a, files, read_only) for a in args]
+    reports = Path(args[0][8:]) if args[0].startswith("REPORTS=") else run.parent
+    proc = make("report", "N_UPDATES=3000", "SAMPLE_EVERY=1000", "RUN=quick", *args, reports=reports, check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith(message), proc.stderr
-    assert "Traceback" not in proc.stderr
-    failed = run.parent / "quick.failed" / "01_gradient_check.ipynb"
-    assert failed.exists() and "RNNError" in failed.read_text()
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "No rule to make" not in proc.stderr
     assert (run / "report.pdf").read_bytes() == good
+
+
+@pytest.mark.parametrize("case, args, params, message", [c for c in BAD_INPUT if c[2] is not None],
+                         ids=[c[0] for c in BAD_INPUT if c[2] is not None])
+def test_bad_input_through_papermill_is_named(tmp_path, read_only, case, args, params, message):
+    files = bad_files(tmp_path / "bad")
+    params = {k: fill(v, files, read_only) for k, v in params.items()}
+    step = "04_synthesis" if {"temperatures", "top_ps"} & set(params) else "02_train"
+    params.setdefault("run_dir", str(tmp_path / "run"))
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(NB / f"{step}.ipynb"), str(tmp_path / "out.ipynb"), parameters=params,
+                            cwd=str(NB), kernel_name="python3", progress_bar=False)
+    assert err.value.ename == "RNNError" and message in err.value.evalue
+    assert "\n" not in err.value.evalue
+
+
+def test_readme_lists_every_bad_input_case():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Bad input"):]
+    assert len(BAD_INPUT) >= 20
+    for case, _, _, message in BAD_INPUT:
+        assert case in table, case
 
 
 def test_non_utf8_data_is_named_with_its_position(quick_report, tmp_path):
@@ -176,6 +261,11 @@ def test_source_notebooks_are_committed_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, step
 
 
+def test_parameter_cells_are_in_sync_with_their_one_list():
+    proc = subprocess.run([sys.executable, str(NB / "sync_parameters.py"), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
 def test_parameter_cells_hold_literals_only():
     import ast
     for step in STEPS:
@@ -184,3 +274,111 @@ def test_parameter_cells_hold_literals_only():
         for node in ast.parse(cell.source).body:
             assert isinstance(node, ast.Assign), step
             ast.literal_eval(node.value)
+
+
+# ----------------------------------------------------------------------------- tweets
+
+def tweet_archive(path: Path, n: int = 300) -> Path:
+    """A small file of the tweet-archive format, written here: we ship no real tweets."""
+    rng = np.random.default_rng(0)
+    words = ["great", "people", "tonight", "America", "news", "big", "win", "thank", "you", "vote"]
+    tweets = []
+    for i in range(n):
+        text = " ".join(rng.choice(words, size=int(rng.integers(3, 12))))
+        if i % 7 == 0:
+            text += " &amp; more &gt; less https://t.co/abc" + str(i)
+        if i % 11 == 0:
+            text += " \U0001F600"
+        tweets.append({"source": "web", "id_str": str(i), "text": ("RT @x: " if i % 5 == 0 else "") + text,
+                       "created_at": "Mon Jan 01 00:00:00 +0000 2018", "retweet_count": 1,
+                       "in_reply_to_user_id_str": None, "favorite_count": 2, "is_retweet": i % 5 == 0})
+    path.write_text(json.dumps(tweets), encoding="utf-8")
+    return path
+
+
+def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_path):
+    archive = tweet_archive(tmp_path / "tweets é.json")
+    params = {"corpus_format": "tweets", "data_path": str(archive), "m": 16, "n_updates": 400,
+              "sample_every": 200, "run_dir": str(tmp_path / "run"), "tweet_length": 140, "n_tweets": 12,
+              "val_fraction": 0.1, "val_every": 100}
+    for step in ("02_train", "04_synthesis"):
+        names = set(pm.inspect_notebook(str(NB / f"{step}.ipynb")))
+        pm.execute_notebook(str(NB / f"{step}.ipynb"), str(tmp_path / f"{step}.ipynb"),
+                            parameters={k: v for k, v in params.items() if k in names},
+                            cwd=str(NB), kernel_name="python3", progress_bar=False)
+    tweets = (tmp_path / "run" / "passage.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(tweets) == 12 and all(len(t) <= 140 and rc.EOT not in t for t in tweets)
+    assert any(len(t) < 140 for t in tweets)          # most end at the end-of-tweet character
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    text = rc.load_tweets(archive)
+    assert info["corpus"]["characters"] == len(text) and info["params"]["corpus_format"] == "tweets"
+    assert text[:info["corpus"]["train_characters"]].endswith(rc.EOT)   # held out at a tweet's end
+
+
+def test_characters_outside_the_pdf_font_are_shown_not_dropped():
+    sys.path.insert(0, str(NB))
+    import workbook as wb
+    safe, n = wb.for_pdf("win \U0001F600 café ¶")
+    assert safe == "win [U+1F600] café ¶" and n == 1
+    latex = wb.Text("so \U0001F600 good")._repr_mimebundle_()["text/latex"]
+    assert "[U+1F600]" in latex and "1 character outside the PDF font" in latex
+
+
+# ----------------------------------------------------------------------------- presets, batch, resume
+
+def test_a_preset_sets_the_run_and_variables_override_it(tmp_path):
+    import yaml
+    preset = yaml.safe_load((ROOT / "params" / "adam2025.yaml").read_text())
+    pm.execute_notebook(str(NB / "02_train.ipynb"), str(tmp_path / "02.ipynb"),
+                        parameters={**preset, "m": 8, "n_updates": 30, "run_dir": str(tmp_path)},
+                        cwd=str(NB), kernel_name="python3", progress_bar=False)
+    p = json.loads((tmp_path / "run.json").read_text())["params"]
+    assert (p["preset"], p["optimizer"], p["eta"], p["loss_reduction"], p["init"], p["m"]) == \
+        ("adam2025", "adam", 0.001, "mean", "xavier", 8)
+
+
+BATCH = ["PRESET=sigma0.1", "N_UPDATES=200", "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=300"]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    reports = tmp_path_factory.mktemp("batch")
+    proc = make("batch", "SEEDS=1 2 x", *BATCH, reports=reports, check=False)
+    return reports, proc
+
+
+def test_batch_trains_each_seed_and_compares_them(batch):
+    reports, proc = batch
+    runs = sorted(d for d in reports.iterdir() if d.name.startswith("sigma0.1-seed-"))
+    names = [d.name for d in runs]
+    assert any(n.startswith("sigma0.1-seed-1-") for n in names) and any(n.startswith("sigma0.1-seed-2-") for n in names)
+    ok = [d for d in runs if not d.name.endswith(".failed")]
+    infos = [json.loads((d / "run.json").read_text()) for d in ok]
+    assert [i["params"]["sigma"] for i in infos] == [0.1, 0.1]             # the preset's value
+    assert [i["params"]["seed"] for i in infos] == [1, 2]
+    h1, h2 = ((d / "history.csv").read_text() for d in ok)
+    assert h1 != h2
+    pdf = next(reports.glob("batch-sigma0.1*/comparison.pdf"))
+    text = pdf_text(pdf)
+    assert "seed 1" in text and "seed 2" in text
+    assert "failed" in text and "seed must be a whole number" in text      # the bad seed, reported
+    assert "Check: every run used the same corpus" in text
+
+
+def test_batch_again_trains_nothing(batch):
+    reports, _ = batch
+    ok = [d for d in reports.iterdir() if d.name.startswith("sigma0.1-seed-") and not d.name.endswith(".failed")]
+    before = {d: (d / "history.csv").stat().st_mtime_ns for d in ok}
+    proc = make("batch", "SEEDS=1 2", *BATCH, reports=reports)
+    assert "run " not in proc.stdout, proc.stdout
+    assert {d: (d / "history.csv").stat().st_mtime_ns for d in ok} == before
+
+
+def test_resume_through_make_extends_the_run_exactly(quick_report):
+    run, _ = quick_report
+    before = (run / "history.csv").read_text().splitlines()
+    make("report", "N_UPDATES=4000", "SAMPLE_EVERY=1000", "RUN=quick", "RESUME=1", reports=run.parent)
+    info = json.loads((run / "run.json").read_text())
+    assert info["resumed_from"] == 3000 and info["updates"] == 4000
+    after = (run / "history.csv").read_text().splitlines()
+    assert len(after) == 4001 and after[:3001] == before

@@ -1,0 +1,97 @@
+"""Write the `parameters` cell of every notebook from the one list below.
+
+    python notebooks/sync_parameters.py          # rewrite the cells
+    python notebooks/sync_parameters.py --check  # exit 1 if a notebook differs (a test runs this)
+
+Papermill needs literal values in each notebook's own parameters cell; this keeps the
+notebooks' shared parameters identical, with their defaults and comments, in one place.
+"""
+import sys
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+
+COMMON = [
+    ("preset", '"classic"', "name of the recipe (params/<preset>.yaml sets the values below)"),
+    ("data_path", '"../data/shakespeare.txt"', 'UTF-8 text; the book: "../data/goblet_book.txt"'),
+    ("corpus_format", '"text"', '"text", or "tweets": data_path is a tweet-archive JSON file'),
+    ("seed", "1", "seeds every random draw of the run"),
+    ("m", "100", "hidden units"),
+    ("eta", "0.1", "learning rate"),
+    ("seq_length", "25", "characters per chunk, T"),
+    ("sigma", "0.01", "std of U, W, V when init is normal"),
+    ("init", '"normal"', '"normal" (2017-2024) or "xavier" (2025)'),
+    ("optimizer", '"adagrad"', '"adagrad", "rmsprop" or "adam"'),
+    ("loss_reduction", '"sum"', '"sum" over the chunk (2017-2024) or "mean" (2025)'),
+    ("clip", "5.0", "gradients clipped element-wise to [-clip, clip]"),
+    ("n_updates", "100000", "training updates"),
+    ("sample_every", "10000", "a sample of the text every this many updates"),
+    ("batch_size", "1", "streams per update (mini-batch); 1 is the assignment's loop"),
+    ("chunk_order", '"sequential"', '"sequential" (the assignment) or "shuffled" each epoch'),
+    ("val_fraction", "0.1", "the end of the text held out for validation; 0 trains on all"),
+    ("val_every", "5000", "updates between validation scores"),
+    ("best_by", '"smooth"', 'best model by "smooth" training loss or "val" loss'),
+    ("tweet_length", "140", "tweets: longest synthesized tweet (140 or 280)"),
+    ("keep_retweets", "False", "tweets: keep retweets"),
+    ("keep_links", "False", "tweets: keep http(s) links"),
+    ("run_dir", '"../reports/classic-seed-1"', "where this run's artefacts go"),
+]
+EXTRA = {
+    "01_gradient_check": [
+        ("check_m", "[5, 100]", "hidden sizes to check at"),
+        ("check_sigma", "0.1", "std of the weights for the check"),
+        ("check_h", "1e-4", "step of the centred differences"),
+    ],
+    "02_train": [
+        ("checkpoint_every", "10000", "updates between checkpoints (run_dir/checkpoint.npz)"),
+        ("resume", "False", "True: continue from run_dir/checkpoint.npz up to n_updates"),
+    ],
+    "03_loss_plot": [],
+    "05_compare": "own",
+    "04_synthesis": [
+        ("passage_length", "1000", "characters of the passage from the best model"),
+        ("temperatures", "[0.5, 0.8, 1.0, 1.3]", "sampling section: temperatures to compare"),
+        ("top_ps", "[0.5, 0.9, 1.0]", "sampling section: nucleus (top-p) settings; [] for none"),
+        ("n_tweets", "12", "tweets: how many to synthesize"),
+    ],
+}
+
+
+OWN = {   # 05_compare reads finished runs; it takes only these
+    "05_compare": [
+        ("runs", "[]", "run folders to compare, e.g. [\"../reports/classic-seed-1\", ...]"),
+        ("out_dir", '"../reports/batch-classic"', "where comparison.pdf and its figure go"),
+    ],
+}
+
+
+def cell_source(step: str) -> str:
+    rows = OWN[step] if step in OWN else COMMON + EXTRA[step]
+    width = max(len(f"{n} = {v}") for n, v, _ in rows) + 2
+    lines = ["# Parameters (papermill injects overrides after this cell). Paths are relative to notebooks/."]
+    lines += [f"{f'{n} = {v}':<{width}}# {c}" for n, v, c in rows]
+    return "\n".join(lines)
+
+
+def main(check: bool) -> int:
+    stale = []
+    for step in EXTRA:
+        path = HERE / f"{step}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        want = cell_source(step)
+        if cell.source != want:
+            stale.append(path.name)
+            if not check:
+                cell.source = want
+                nbformat.write(nb, path)
+    if check and stale:
+        print(f"parameters cells out of date in {', '.join(stale)}: run python notebooks/sync_parameters.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--check" in sys.argv))
