@@ -17,6 +17,7 @@ import rnn_core as rc  # noqa: E402
 import textbook_rnn as tb  # noqa: E402
 
 TARGETS = {"train": 4.0, "synthesize": 3.5}
+BATCH_TARGET = 200_000   # chars/s at B=32; PyTorch nn.RNN (CPU, float32, 1 thread) did ~194,000 here
 
 
 def best_rate(fn, count, repeats=3):
@@ -60,6 +61,23 @@ def main():
         ratio = fast / slow
         verdict = "ok" if ratio >= TARGETS[name] else "BELOW TARGET"
         print(f"{name:12}{unit:>10}{fast:12,.0f}{slow:12,.0f}{ratio:7.1f}x{TARGETS[name]:7.1f}x  {verdict}")
+
+    # mini-batches: characters per second, and the loss reached per second of training
+    print(f"\nmini-batches (m={m}, T=25, AdaGrad eta 0.1; target {BATCH_TARGET:,} chars/s at B=32):")
+    print(f"{'B':>4}{'updates/s':>12}{'chars/s':>12}{'vs B=1':>8}   per-char smooth loss after 20 s")
+    base = None
+    for B in (1, 32):
+        n = 3000 if B == 1 else 300
+        rate = best_rate(lambda: rc.train(rnn.copy(), data, n_updates=n, rng=np.random.default_rng(0),
+                                          batch_size=B, sample_length=0), n)
+        chars = rate * B * 25
+        base = base or chars
+        budget = 20.0                          # equal wall time: how far does each get?
+        hist = rc.train(rnn.copy(), data, n_updates=max(1, int(rate * budget)), rng=np.random.default_rng(0),
+                        batch_size=B, sample_length=0)
+        verdict = "" if B == 1 else ("  ok" if chars >= BATCH_TARGET else "  BELOW TARGET")
+        print(f"{B:4}{rate:12,.0f}{chars:12,.0f}{chars / base:7.1f}x   {hist.smooth_loss[-1] / 25:.3f} "
+              f"nats ({hist.updates:,} updates){verdict}")
 
 
 if __name__ == "__main__":
