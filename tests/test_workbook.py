@@ -382,3 +382,15 @@ def test_resume_through_make_extends_the_run_exactly(quick_report):
     assert info["resumed_from"] == 3000 and info["updates"] == 4000
     after = (run / "history.csv").read_text().splitlines()
     assert len(after) == 4001 and after[:3001] == before
+
+
+def test_data_path_with_spaces_and_non_ascii_works_through_make(tmp_path):
+    book = tmp_path / "my book é.txt"
+    book.write_text(rc.load_text(ROOT / "data" / "shakespeare.txt")[:200_000], encoding="utf-8")
+    proc = make("report", f"DATA={book}", "N_UPDATES=200",
+                "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[]",
+                reports=tmp_path / "reports")
+    run = next((tmp_path / "reports").glob("classic-my_book_-seed-1-*"))
+    assert f"report: {run}/report.pdf" in proc.stdout
+    assert json.loads((run / "run.json").read_text())["corpus"]["name"] == "my book é.txt"
+    assert "my book é.txt" in pdf_text(run / "report.pdf")
