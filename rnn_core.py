@@ -581,6 +581,12 @@ class _Optimizer:
 
 # ----------------------------------------------------------------------------- sampling
 
+def _check_top_p(top_p) -> float:
+    if isinstance(top_p, bool) or not (isinstance(top_p, (int, float, np.floating)) and 0 < top_p <= 1):
+        raise RNNError(f"top_p must be in (0, 1], got {top_p!r}")
+    return float(top_p)
+
+
 def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
                temperature: float = 1.0, top_p: float = 1.0, stop_ix: int | None = None) -> np.ndarray:
     """Draw n characters, each from p_t by its cumulative sum, starting from h0 (m, 1) and input x0.
@@ -591,8 +597,7 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
     """
     if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0 and math.isfinite(temperature)):
         raise RNNError(f"temperature must be > 0, got {temperature!r}")
-    if not (isinstance(top_p, (int, float, np.floating)) and 0 < top_p <= 1):
-        raise RNNError(f"top_p must be in (0, 1], got {top_p!r}")
+    _check_top_p(top_p)
     n = _check_int("n", n, low=0)
     if not (isinstance(x0, (int, np.integer)) and 0 <= x0 < rnn.K):
         raise RNNError(f"x0 must be a character index in 0..{rnn.K - 1}, got {x0!r}")
@@ -948,13 +953,22 @@ def _atomic_write(path: Path, write: Callable) -> None:
         raise RNNError(f"cannot write {path}: {err.strerror or err} (check that its folder exists and is writable)") from None
 
 
+def _json_array(obj) -> np.ndarray:
+    """A JSON-able object as uint8 bytes: how .npz files here hold dicts without pickle."""
+    return np.frombuffer(json.dumps(obj, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def _from_json_array(a: np.ndarray):
+    return json.loads(a.tobytes().decode())
+
+
 def save_model(path, rnn: RNN, vocab: Vocab, meta: dict | None = None) -> None:
     """One .npz with b, c, U, W, V, the vocabulary and a JSON dict of hyper-parameters."""
     if vocab.K != rnn.K:
         raise RNNError(f"vocabulary has K={vocab.K} characters but the model has K={rnn.K}")
     arrays = {n: a for n, a in zip(RNN.NAMES, rnn.arrays())}
     arrays["vocab"] = np.array([ord(ch) for ch in vocab.chars], dtype=np.uint32)
-    arrays["meta"] = np.frombuffer(json.dumps(meta or {}, sort_keys=True).encode(), dtype=np.uint8)
+    arrays["meta"] = _json_array(meta or {})
     _atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
@@ -977,7 +991,7 @@ def load_model(path) -> tuple[RNN, Vocab, dict]:
             raise RNNError(f"{p}: {name} has shape {getattr(rnn, name).shape}, expected {shape} "
                            f"for K={K}, m={m}; the file is damaged or from another program")
     try:
-        meta = json.loads(arrays["meta"].tobytes().decode())
+        meta = _from_json_array(arrays["meta"])
     except (UnicodeDecodeError, ValueError):
         raise RNNError(f"{p}: its metadata is not valid JSON; the file is damaged") from None
     return rnn, vocab, meta
@@ -991,7 +1005,7 @@ def _write_checkpoint(path: Path, config: dict, state: dict, arrays: dict, sampl
     out["sample_text"] = np.concatenate([np.asarray(s[2], dtype=np.int64) for s in samples]) \
         if samples else np.zeros(0, dtype=np.int64)
     for name, obj in (("config", config), ("state", state)):
-        out[name] = np.frombuffer(json.dumps(obj, sort_keys=True).encode(), dtype=np.uint8)
+        out[name] = _json_array(obj)
     _atomic_write(path, lambda f: np.savez(f, **out))
 
 
@@ -1007,8 +1021,7 @@ def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
             st = {k: z[k] for k in _CHECKPOINT_ARRAYS}
-            old = json.loads(z["config"].tobytes().decode())
-            state = json.loads(z["state"].tobytes().decode())
+            old, state = _from_json_array(z["config"]), _from_json_array(z["state"])
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError) as err:
         raise RNNError(f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated "
                        f"or damaged: delete it and start the run again") from None

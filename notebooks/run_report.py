@@ -45,20 +45,8 @@ def literal(text: str):
 
 def error_of(notebook: Path) -> str:
     """The one-line message of the first error in an executed notebook."""
-    import nbformat
-    try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception:  # noqa: BLE001 - a notebook that cannot be read gives the generic message
-        return "the notebook failed"
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                if out["ename"] == "RNNError":
-                    return out["evalue"]
-                if out["ename"] == "KeyboardInterrupt":
-                    return "interrupted"
-                return f"{out['ename']}: {out['evalue']}".strip()
-    return "the notebook failed"
+    import workbook
+    return workbook.notebook_error(notebook) or "the notebook failed"
 
 
 @functools.lru_cache(maxsize=None)   # read once per run, by check_names and by execute
@@ -73,10 +61,11 @@ def preset_params(name: str | None) -> dict:
     if not name:
         return {}
     import yaml
-    path = ROOT / "params" / f"{name}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in (ROOT / "params").glob("*.yaml"))
-        raise StepFailed(f"unknown preset {name!r}; choose one of: {', '.join(names)} (files in params/)")
+    import workbook
+    try:
+        path = workbook.check_preset(name)
+    except workbook.rc.RNNError as err:
+        raise StepFailed(str(err)) from None
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(values, dict):
         raise StepFailed(f"{path} must map parameter names to values")

@@ -5,6 +5,7 @@ Notebooks talk to each other only through the files named in ARTEFACTS, in the r
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -105,22 +106,17 @@ def load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.
 
 # ----------------------------------------------------------------------------- display
 
-def _font_charmap() -> set:
+@functools.lru_cache(maxsize=1)   # read the font once per process
+def _font_charmap() -> frozenset:
     """Code points the PDF's monospaced font (DejaVu Sans Mono) can draw."""
-    global _CHARMAP
-    if _CHARMAP is None:
-        try:
-            import matplotlib
-            from matplotlib.ft2font import FT2Font
-            path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"
-            _CHARMAP = set(FT2Font(str(path)).get_charmap())
-        except Exception:  # noqa: BLE001 - without the font file, assume Basic Latin and Latin-1 only
-            _CHARMAP = set(range(32, 127)) | set(range(160, 256))
-        _CHARMAP |= {9, 10}
-    return _CHARMAP
-
-
-_CHARMAP = None
+    try:
+        import matplotlib
+        from matplotlib.ft2font import FT2Font
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"
+        have = set(FT2Font(str(path)).get_charmap())
+    except Exception:  # noqa: BLE001 - without the font file, assume Basic Latin and Latin-1 only
+        have = set(range(32, 127)) | set(range(160, 256))
+    return frozenset(have | {9, 10})
 
 
 def for_pdf(text: str) -> tuple[str, int]:
@@ -243,13 +239,13 @@ def check_params(space: dict) -> None:
         "chunk_order": lambda v: rc._check_choice("chunk_order", v, rc.CHUNK_ORDERS),
         "best_by": lambda v: rc._check_choice("best_by", v, rc.BEST_BY),
         "corpus_format": lambda v: rc._check_choice("corpus_format", v, ("text", "tweets")),
-        "preset": lambda v: _check_preset(v),
+        "preset": check_preset,
         "val_fraction": lambda v: _check_fraction("val_fraction", v),
         "resume": lambda v: _check_bool("resume", v),
         "keep_retweets": lambda v: _check_bool("keep_retweets", v),
         "keep_links": lambda v: _check_bool("keep_links", v),
         "temperatures": lambda v: [rc._check_positive("temperature", t) for t in _as_list("temperatures", v)],
-        "top_ps": lambda v: [_check_top_p(p) for p in _as_list("top_ps", v, empty=True)],
+        "top_ps": lambda v: [rc._check_top_p(p) for p in _as_list("top_ps", v, empty=True)],
         "optimizer": lambda v: rc._check_choice("optimizer", v, rc.OPTIMIZERS),
         "loss_reduction": lambda v: rc._check_choice("loss_reduction", v, ("sum", "mean")),
         "check_m": lambda v: [rc._check_int("check_m entry", x) for x in
@@ -276,9 +272,11 @@ def presets() -> list:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 
-def _check_preset(v):
+def check_preset(v) -> Path:
+    """The file params/<v>.yaml; a one-line error naming the presets there if it does not exist."""
     if v not in presets():
         raise rc.RNNError(f"unknown preset {v!r}; choose one of: {', '.join(presets())} (files in params/)")
+    return PRESETS / f"{v}.yaml"
 
 
 def _check_bool(name, v):
@@ -289,12 +287,6 @@ def _check_bool(name, v):
 def _check_fraction(name, v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 0.9:
         raise rc.RNNError(f"{name} must be a number in [0, 0.9), got {v!r}")
-
-
-def _check_top_p(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
-        raise rc.RNNError(f"top_p must be in (0, 1], got {v!r}")
-    return v
 
 
 def _as_list(name, v, empty=False):
@@ -362,22 +354,34 @@ def load_run(run_dir) -> dict:
             "passage": (d / "passage.txt").read_text(encoding="utf-8")}
 
 
+def notebook_error(path) -> str | None:
+    """The one-line message of the first error in an executed notebook: an RNNError's own
+    text, "interrupted" for Ctrl-C, else "Name: message"; None if it has no error."""
+    import nbformat
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable notebook tells nothing
+        return None
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                if out["ename"] == "RNNError":
+                    return out["evalue"]
+                if out["ename"] == "KeyboardInterrupt":
+                    return "interrupted"
+                return f"{out['ename']}: {out['evalue']}".strip()
+    return None
+
+
 def failure_of(run_dir) -> str | None:
     """The one-line error of a failed run, from the executed notebooks kept in <run>.failed."""
     failed = Path(run_dir).with_name(Path(run_dir).name + ".failed")
     if not failed.is_dir():
         return None
-    import nbformat
     for path in sorted(failed.glob("0*.ipynb")):
-        try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception:  # noqa: BLE001 - an unreadable notebook tells nothing
-            continue
-        for cell in nb.cells:
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "error":
-                    return f"{out['evalue']} (in {path.name})" if out["ename"] == "RNNError" \
-                        else f"{out['ename']}: {out['evalue']} (in {path.name})"
+        message = notebook_error(path)
+        if message is not None:
+            return f"{message} (in {path.name})"
     return f"it stopped before finishing; see {failed}"
 
 
@@ -419,10 +423,10 @@ def compare_summary(groups: dict) -> str:
     text = "; ".join(parts) + "."
     if len(stats) >= 2:
         ranked = sorted(stats.items(), key=lambda kv: kv[1][0])
-        (win, (m1, s1, n1, _)), (second, (m2, s2, n2, _)) = ranked[0], ranked[1]
+        (win, (m1, *_)), (second, (m2, *_)) = ranked[0], ranked[1]
         diff = m2 - m1
-        noise = max(s for _, (_, s, _, _) in ranked if not math.isnan(s)) if any(
-            not math.isnan(s) for _, (_, s, _, _) in ranked) else float("nan")
+        sds = [s for _, (_, s, _, _) in ranked if not math.isnan(s)]
+        noise = max(sds) if sds else float("nan")
         verdict = ("larger than the spread between seeds" if not math.isnan(noise) and diff > 2 * noise else
                    "within the noise between seeds" if not math.isnan(noise) else "with one seed each, so the noise is unknown")
         text += (f" **{win}** ends lower than **{second}** by {diff:.3f} nats per character "
