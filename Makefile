@@ -6,7 +6,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export OPENBLAS_NUM_THREADS := 1   # small matrices: BLAS threads only cost time
 unexport MPLBACKEND                # Agg would remove every plot from the executed notebooks
 
 ## Variables (empty = the preset's or the notebook's default; see params/ and notebooks/02_train.ipynb)
@@ -58,7 +57,7 @@ STAMP := $(call stamp,$(RUN),$(PRESET),$(SEED))
 DATA_DEP := $(if $(word 2,$(DATA)),,$(wildcard $(DATA)))$(if $(DATA),,$(wildcard data/shakespeare.txt))
 SOURCES := rnn_core.py $(wildcard notebooks/*.ipynb notebooks/*.py) notebooks/pdf/workbook.tex.j2
 
-.PHONY: help setup report batch compare test bench lab clean corpus FORCE
+.PHONY: help setup report batch compare test bench bench-torch lab clean corpus FORCE
 FORCE:
 
 help: ## this list
@@ -101,11 +100,12 @@ $(RUN_DIR)/report.pdf: $(SOURCES) $(DATA_DEP) $(wildcard $(STAMP)) $(if $(RESUME
 # run does not stop the others (its notebook with the error stays in <run>.failed) and is
 # listed in the comparison. A finished run is not trained again.
 GOALS := $(MAKECMDGOALS) $(GOAL)
+BLAS_ENV = $(if $(filter 1,$(JOBS)),,OPENBLAS_NUM_THREADS=1)   # runs side by side: one BLAS thread each
 BATCH_PRESETS = $(if $(filter compare,$(GOALS)),$(PRESETS),$(PRESET))
 BATCH_RUNS = $(foreach p,$(BATCH_PRESETS),$(foreach s,$(SEEDS),$(REPORTS)/$(call run_name,$(p),$(s))))
 define seed_run
 $(REPORTS)/$(call run_name,$(1),$(2))/passage.txt: $(SOURCES) $(DATA_DEP) $(wildcard $(call stamp,$(call run_name,$(1),$(2)),$(1),$(2))) | $(VENV)/.installed
-	-@$(PY) notebooks/run_report.py --run-dir '$$(@D)' --preset '$(1)' -p seed '$(2)' $(PARAMS) --no-pdf --quiet
+	-@$(BLAS_ENV) $(PY) notebooks/run_report.py --run-dir '$$(@D)' --preset '$(1)' -p seed '$(2)' $(PARAMS) --no-pdf --quiet
 endef
 ifneq ($(filter batch compare,$(GOALS)),)
 $(foreach p,$(BATCH_PRESETS),$(foreach s,$(SEEDS),$(eval $(call seed_run,$(p),$(s)))))
@@ -122,8 +122,16 @@ compare: setup ## the same for every preset in PRESETS: reports/compare-<presets
 test: setup ## run every test (engine, notebooks, the PDF, bad input)
 	$(PY) -m pytest tests -q
 
-bench: $(VENV)/.installed ## speed of rnn_core beside the textbook version
+bench: $(VENV)/.installed ## speed of rnn_core beside the textbook version, and of mini-batches
 	$(PY) tests/bench.py
+
+bench-torch: $(VENV)/.installed .venv-torch/.installed ## the same, with PyTorch's nn.RNN measured beside it
+	TORCH_PYTHON=.venv-torch/bin/python $(PY) tests/bench.py
+
+.venv-torch/.installed:   # PyTorch for the benchmark only (not a dependency of the workbook)
+	$(PYTHON) -m venv .venv-torch
+	.venv-torch/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 numpy==2.4.6
+	@touch $@
 
 lab: $(VENV)/.installed ## open the notebooks in JupyterLab
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lab.txt

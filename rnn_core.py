@@ -7,7 +7,8 @@ T = seq_length characters per chunk.
     o_t = V h_t + c                  p_t = softmax(o_t)
     loss = sum_t -log p_t[y_t]       (or its mean over t: the 2025 recipe)
 
-Shapes: b (m, 1), c (K, 1), U (m, K), W (m, m), V (K, m), all float64.
+Shapes: b (m, 1), c (K, 1), U (m, K), W (m, m), V (K, m), all float64 (training
+can run in float32: see `train`).
 
 Sections follow the data: text -> vocabulary -> parameters -> forward and
 backward -> gradient checks -> optimisers -> sampling -> training -> files.
@@ -15,6 +16,7 @@ Every random draw comes from a numpy.random.Generator passed in by the caller.
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
@@ -34,7 +36,7 @@ __all__ = [
     "RNNError", "load_text", "load_tweets", "EOT", "Vocab", "RNN", "init_rnn", "loss_and_grads",
     "numerical_grads", "complex_step_grads", "relative_error", "synthesize",
     "History", "train", "evaluate", "save_model", "load_model", "OPTIMIZERS", "INITS",
-    "CHUNK_ORDERS", "BEST_BY",
+    "CHUNK_ORDERS", "BEST_BY", "DTYPES",
 ]
 
 
@@ -245,15 +247,15 @@ def init_rnn(K: int, m: int, *, rng: np.random.Generator, init: str = "normal", 
 class _Buffers:
     """Work arrays for one chunk length T, allocated once per training run."""
 
-    def __init__(self, K: int, m: int, T: int):
-        self.H = np.empty((T + 1, m))   # H[0] = h0, H[t+1] = h_t
-        self.P = np.empty((T, K))       # probabilities, then dL/do
-        self.dH = np.empty((T, m))      # dL/dh_t from the output layer
-        self.dA = np.empty((T, m))      # dL/da_t
-        self.D = np.empty((T, m))       # tanh'(a_t) = 1 - h_t^2
-        self.tmp = np.empty(m)
+    def __init__(self, K: int, m: int, T: int, dtype=np.float64):
+        self.H = np.empty((T + 1, m), dtype)   # H[0] = h0, H[t+1] = h_t
+        self.P = np.empty((T, K), dtype)       # probabilities, then dL/do
+        self.dH = np.empty((T, m), dtype)      # dL/dh_t from the output layer
+        self.dA = np.empty((T, m), dtype)      # dL/da_t
+        self.D = np.empty((T, m), dtype)       # tanh'(a_t) = 1 - h_t^2
+        self.tmp = np.empty(m, dtype)
         self.rows = np.arange(T)
-        self.eye = np.eye(K)            # one-hot rows, for dU as one matrix product
+        self.eye = np.eye(K, dtype=dtype)      # one-hot rows, for dU as one matrix product
 
 
 def _forward_backward(P: RNN, x: np.ndarray, y: np.ndarray, h0, buf: _Buffers, G: RNN) -> float:
@@ -294,19 +296,62 @@ def _forward_backward(P: RNN, x: np.ndarray, y: np.ndarray, h0, buf: _Buffers, G
     return loss
 
 
+class _BlasThreads:
+    """Runs the recurrences' small products on one BLAS thread; the big products keep the rest.
+
+    Each step of a recurrence is a (B, m) x (m, m) product, too small for threads to pay
+    (two threads made the steps 15-20% slower here), while the products over all T x B rows
+    at once are twice as fast on two. OpenBLAS sets one count for the whole process, so it is
+    switched around each loop, through threadpoolctl (a no-op without it, or with one thread).
+    """
+
+    def __init__(self):
+        self._libs = None
+
+    def _blas(self) -> list:
+        if self._libs is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+                self._libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+            except Exception:            # threadpoolctl missing or unable to see the library
+                self._libs = []
+        return self._libs
+
+    @contextlib.contextmanager
+    def serial(self):
+        changed = []
+        for lib in self._blas():
+            n = lib.get_num_threads()
+            if n != 1:
+                lib.set_num_threads(1)
+                changed.append((lib, n))
+        try:
+            yield
+        finally:
+            for lib, n in changed:
+                lib.set_num_threads(n)
+
+
+_blas = _BlasThreads()
+
+
 class _BatchBuffers:
     """Work arrays for B streams of T characters (mini-batches and tweets), allocated once."""
 
-    def __init__(self, K: int, m: int, T: int, B: int, resets: bool):
-        self.H = np.empty((T + 1, B, m))            # H[t+1] = h_t of every stream
-        self.Hin = np.empty((T, B, m)) if resets else self.H[:T]  # h_{t-1} as step t sees it
-        self.P = np.empty((T * B, K))               # row t*B + j: stream j at step t
-        self.dH = np.empty((T, B, m))
-        self.dA = np.empty((T, B, m))
-        self.D = np.empty((T, B, m))
-        self.tmp = np.empty((B, m))
+    def __init__(self, K: int, m: int, T: int, B: int, resets: bool, dtype=np.float64):
+        f = dtype
+        self.H = np.empty((T + 1, B, m), f)         # H[t+1] = h_t of every stream
+        self.Hin = np.empty((T, B, m), f) if resets else self.H[:T]  # h_{t-1} as step t sees it
+        self.P = np.empty((T * B, K), f)            # row t*B + j: stream j at step t
+        self.dH = np.empty((T, B, m), f)            # dL/dh_t from the output layer, then dL/da_t
+        self.D = np.empty((T, B, m), f)
+        self.tmp = np.empty((B, m), f)
+        self.UbT = np.empty((K, m), f)              # row k: U x + b for x = character k
+        self.total = np.empty(T * B, f)             # softmax denominators, then their inverses
+        self.ones = np.ones(max(T * B, K), f)       # sums over rows or columns as products
+        self.onehot = np.zeros((T * B, K), f)       # row i: onehot(x_i), for dU as one product
         self.rows = np.arange(T * B)
-        self.eye = np.eye(K)
+        self.hot = np.zeros(T * B, np.intp)         # where onehot holds its 1s now
 
 
 def _forward_backward_batch(P: RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray, buf: _BatchBuffers,
@@ -315,56 +360,74 @@ def _forward_backward_batch(P: RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray
 
     H0 (B, m) holds each stream's h_0. keep (T, B, 1) of 0.0/1.0, if given, multiplies h_{t-1}
     before step t: 0 starts that stream afresh there (a tweet's start), in the forward pass
-    and, through the same product, in the backward pass.
+    and, through the same product, in the backward pass. Works in the dtype of P, G and buf
+    (float64 or float32); the loss is summed in float64.
     """
     T, B = X.shape
-    m = P.m
-    H, Hin, Pr, dH, dA, D, tmp = buf.H, buf.Hin, buf.P, buf.dH, buf.dA, buf.D, buf.tmp
-    WT = P.W.T
+    m, K, n = P.m, P.K, T * B
+    H, Hin, Pr, dH, D, tmp = buf.H, buf.Hin, buf.P, buf.dH, buf.D, buf.tmp
+    total, ones = buf.total, buf.ones
     H[0] = H0
-    XU = P.U.T[X]                       # (T, B, m)
-    XU += P.b[:, 0]
-    for t in range(T):
-        if keep is not None:
-            np.multiply(H[t], keep[t], out=Hin[t])
-        np.dot(Hin[t], WT, out=tmp)
-        tmp += XU[t]
-        np.tanh(tmp, out=H[t + 1])
-    Hs = H[1:].reshape(T * B, m)
+    np.add(P.U, P.b, out=buf.UbT.T)
+    np.take(buf.UbT, X, axis=0, out=H[1:])      # H[t+1] = U x_t + b until step t adds W h_{t-1}
+    WT = P.W.T
+    with _blas.serial():
+        for t in range(T):
+            if keep is not None:
+                np.multiply(H[t], keep[t], out=Hin[t])
+            np.matmul(Hin[t], WT, out=tmp)
+            tmp += H[t + 1]
+            np.tanh(tmp, out=H[t + 1])
+    Hs = H[1:].reshape(n, m)
     y = Y.reshape(-1)
-    np.dot(Hs, P.V.T, out=Pr)
-    Pr += P.c[:, 0]
-    Pr -= Pr.max(axis=1, keepdims=True)
-    target = Pr[buf.rows, y].sum()
-    np.exp(Pr, out=Pr)
-    total = Pr.sum(axis=1, keepdims=True)
-    loss = float(np.log(total).sum() - target)
-    Pr /= total
-    Pr[buf.rows, y] -= 1.0
-    np.dot(Pr.T, Hs, out=G.V)
-    np.sum(Pr, axis=0, out=G.c[:, 0])
-    np.dot(Pr, P.V, out=dH.reshape(T * B, m))
+    shift = False
+    while True:
+        np.matmul(Hs, P.V.T, out=Pr)
+        Pr += P.c[:, 0]
+        if shift:
+            Pr -= Pr.max(axis=1, keepdims=True)
+        target = float(Pr[buf.rows, y].sum(dtype=np.float64))
+        with np.errstate(over="ignore", under="ignore"):
+            np.exp(Pr, out=Pr)
+        np.matmul(Pr, ones[:K], out=total)
+        if shift or (total.min() > 0 and np.isfinite(total).all()):
+            break                       # |o| stays far inside exp's range in practice; where
+        shift = True                    # it does not, log-softmax is computed shifted
+    loss = float(np.log(total).sum(dtype=np.float64)) - target
+    np.divide(1.0, total, out=total)
+    Pr *= total[:, None]
+    Pr[buf.rows, y] -= 1.0              # dL/do_t = p_t - onehot(y_t)
+    np.matmul(Pr.T, Hs, out=G.V)
+    np.matmul(ones[:n], Pr, out=G.c[:, 0])
+    np.matmul(Pr, P.V, out=dH.reshape(n, m))
     np.multiply(H[1:], H[1:], out=D)
     np.subtract(1.0, D, out=D)
+    dA = dH                             # dL/da_t overwrites dL/dh_t once step t has used it
     np.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
-    for t in range(T - 2, -1, -1):
-        np.dot(dA[t + 1], P.W, out=tmp)  # dL/dh_t through step t + 1 ...
-        if keep is not None:
-            tmp *= keep[t + 1]           # ... unless step t + 1 started afresh
-        tmp += dH[t]
-        np.multiply(tmp, D[t], out=dA[t])
-    dA2 = dA.reshape(T * B, m)
-    np.dot(dA2.T, Hin.reshape(T * B, m), out=G.W)
-    np.sum(dA2, axis=0, out=G.b[:, 0])
-    np.dot(dA2.T, buf.eye[X.reshape(-1)], out=G.U)
+    W = P.W
+    with _blas.serial():
+        for t in range(T - 2, -1, -1):
+            np.matmul(dA[t + 1], W, out=tmp)  # dL/dh_t through step t + 1 ...
+            if keep is not None:
+                tmp *= keep[t + 1]           # ... unless step t + 1 started afresh
+            tmp += dH[t]
+            np.multiply(tmp, D[t], out=dA[t])
+    dA2 = dA.reshape(n, m)
+    np.matmul(dA2.T, Hin.reshape(n, m), out=G.W)
+    np.matmul(ones[:n], dA2, out=G.b[:, 0])
+    onehot = buf.onehot                 # row i: onehot(x_i), for dU as one product
+    onehot[buf.rows, buf.hot] = 0.0
+    np.copyto(buf.hot, X.reshape(-1))
+    onehot[buf.rows, buf.hot] = 1.0
+    np.matmul(dA2.T, onehot, out=G.U)
     return loss
 
 
-def _resets(X: np.ndarray, reset_ix: int | None) -> np.ndarray | None:
+def _resets(X: np.ndarray, reset_ix: int | None, dtype=np.float64) -> np.ndarray | None:
     """keep (T, B, 1): 0.0 where the input is the reset character, else 1.0; None without one."""
     if reset_ix is None:
         return None
-    return (X != reset_ix).astype(np.float64)[:, :, None]
+    return (X != reset_ix).astype(dtype)[:, :, None]
 
 
 def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, T: int = 100) -> float:
@@ -381,13 +444,14 @@ def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, 
     S = max(1, min(streams, n // 2 or 1))
     L = n // S                          # characters per stream; the last n - S L are not scored
     m = rnn.m
-    XU = (rnn.U + rnn.b).T.copy()       # (K, m)
-    WT, VT = rnn.W.T, rnn.V.T
+    f64 = np.float64                    # a float32 model is scored in float64 too
+    XU = (rnn.U.astype(f64) + rnn.b).T.copy()   # (K, m)
+    WT, VT, c = rnn.W.astype(f64).T, rnn.V.astype(f64).T, rnn.c.astype(f64)[:, 0]
     starts = np.arange(S) * L
     Hs = np.empty((T, S, m))
     h = np.zeros((S, m))
     total = 0.0
-    with np.errstate(over="ignore"):    # exp(2a) = inf for large a gives tanh = 1, as it should
+    with np.errstate(over="ignore"), _blas.serial():  # exp(2a) = inf gives tanh = 1, as it should
         for s in range(0, L, T):
             t_len = min(T, L - s)
             X = data[starts[None, :] + s + np.arange(t_len)[:, None]]   # (t_len, S)
@@ -405,7 +469,7 @@ def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, 
                 np.subtract(1.0, a, out=a)
                 h = a
             O = Hs[:t_len].reshape(-1, m) @ VT
-            O += rnn.c[:, 0]
+            O += c
             O -= O.max(axis=1, keepdims=True)
             total -= float(O[np.arange(len(O)), Y.reshape(-1)].sum() - np.log(np.exp(O).sum(axis=1)).sum())
             h = h.copy()                # Hs is overwritten by the next block
@@ -435,7 +499,7 @@ def loss_and_grads(rnn: RNN, x, y, h0, *, reset_ix: int | None = None) -> tuple[
     and h_last has shape (m, B). reset_ix: see `train` (the hidden state restarts after it).
     """
     x, y, h0 = _check_chunk(rnn, x, y, h0)
-    G, _ = RNN.packed(rnn.K, rnn.m)
+    G, grad = RNN.packed(rnn.K, rnn.m)
     if x.ndim == 1 and reset_ix is None:
         buf = _Buffers(rnn.K, rnn.m, len(x))
         loss = _forward_backward(rnn, x, y, h0, buf, G)
@@ -444,8 +508,7 @@ def loss_and_grads(rnn: RNN, x, y, h0, *, reset_ix: int | None = None) -> tuple[
     T, B = X.shape
     buf = _BatchBuffers(rnn.K, rnn.m, T, B, reset_ix is not None)
     loss = _forward_backward_batch(rnn, X, Y, h0.reshape(rnn.m, B).T, buf, G, _resets(X, reset_ix)) / B
-    for g in G.arrays():
-        g /= B
+    grad /= B
     return loss, G, buf.H[-1].T.copy()
 
 
@@ -540,11 +603,11 @@ OPTIMIZERS = ("adagrad", "rmsprop", "adam")
 class _Optimizer:
     """One step over the flat parameter vector. State arrays are flat too (see `state`)."""
 
-    def __init__(self, name: str, size: int, eta: float):
+    def __init__(self, name: str, size: int, eta: float, dtype=np.float64):
         self.name, self.eta, self.t = name, eta, 0
-        self.M = np.zeros(size)                      # AdaGrad sum / RMSProp mean of g^2; Adam's first moment
-        self.S = np.zeros(size if name == "adam" else 0)  # Adam's second moment
-        self.tmp = np.empty(size)
+        self.M = np.zeros(size, dtype)               # AdaGrad sum / RMSProp mean of g^2; Adam's first moment
+        self.S = np.zeros(size if name == "adam" else 0, dtype)  # Adam's second moment
+        self.tmp = np.empty(size, dtype)
 
     def step(self, theta: np.ndarray, g: np.ndarray) -> None:
         M, S, tmp, eta = self.M, self.S, self.tmp, self.eta
@@ -605,6 +668,7 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
     if h.size != rnn.m:
         raise RNNError(f"h0 must have m={rnn.m} entries, got shape {np.shape(h0)}")
     K, m = rnn.K, rnn.m
+    rnn = RNN(*(np.asarray(a, dtype=np.float64) for a in rnn.arrays()))  # a float32 model too
     W = rnn.W
     XU = (rnn.U + rnn.b).T.copy()        # (K, m): row k is U x + b for x = character k, done once
     Vc = np.hstack([rnn.V, rnn.c]) / temperature  # (K, m+1): [V c] [h; 1] = V h + c in one product;
@@ -644,6 +708,7 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
 
 CHUNK_ORDERS = ("sequential", "shuffled")
 BEST_BY = ("smooth", "val")
+DTYPES = ("float64", "float32")
 
 
 @dataclass
@@ -724,7 +789,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
           batch_size: int = 1, chunk_order: str = "sequential", reset_ix: int | None = None,
           val_data=None, val_every: int = 5000, best_by: str = "smooth",
           checkpoint=None, checkpoint_every: int = 10_000, resume: bool = False,
-          info: dict | None = None) -> History:
+          info: dict | None = None, dtype: str = "float64") -> History:
     """Train `rnn` in place with the assignment's loop and return its History.
 
     data : int array of shape (N,), the encoded text. The position e steps by seq_length;
@@ -752,6 +817,10 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
         best model, random generator) is written there atomically. resume=True continues from
         it up to n_updates, giving the same History, bit for bit, as a run never stopped.
         info (JSON-able, e.g. the vocabulary) is stored with it and must match on resume.
+    dtype "float32": parameters, gradients, optimiser state and the forward and backward
+        passes in float32 (losses are still summed in float64). About twice as fast with
+        mini-batches; digits beyond float32's 7 differ from a float64 run. Samples, validation
+        scores and the returned models are computed and stored in float64.
     Ctrl-C stops between two updates: the History so far is returned with stopped="interrupted".
     A NaN or infinite loss stops before that update, stopped="diverged"; the checkpoint file
     keeps the last good state.
@@ -769,6 +838,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
     _check_choice("loss_reduction", loss_reduction, ("sum", "mean"))
     _check_choice("chunk_order", chunk_order, CHUNK_ORDERS)
     _check_choice("best_by", best_by, BEST_BY)
+    f = np.dtype(_check_choice("dtype", dtype, DTYPES))
     data = np.asarray(data, dtype=np.intp)
     N, K, m = len(data), rnn.K, rnn.m
     if N < T + 1:
@@ -799,17 +869,18 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
               "sample_length": sample_length, "batch_size": B, "chunk_order": chunk_order,
               "reset_ix": None if reset_ix is None else int(reset_ix), "val_every": val_every,
               "best_by": best_by, "data": _fingerprint(data),
-              "val_data": None if val_data is None else _fingerprint(val_data), "info": info or {}}
+              "val_data": None if val_data is None else _fingerprint(val_data), "dtype": dtype,
+              "info": info or {}}
 
-    P, theta = RNN.packed(K, m)
-    G, grad = RNN.packed(K, m)
+    P, theta = RNN.packed(K, m, f)
+    G, grad = RNN.packed(K, m, f)
     best = np.empty_like(theta)
-    opt = _Optimizer(optimizer, theta.size, eta)
+    opt = _Optimizer(optimizer, theta.size, eta, f)
     hist = History(loss=np.empty(n_updates), smooth_loss=np.empty(n_updates),
                    epoch=np.empty(n_updates, dtype=np.int64))
     val_update, val_loss = [], []
     batched = B > 1 or reset_ix is not None or chunk_order == "shuffled"
-    hprev = np.zeros((B, m))
+    hprev = np.zeros((B, m), f)
     e, epoch, smooth, k0 = 0, 0, 0.0, 0
     order, pos = np.zeros(0, dtype=np.intp), 0       # shuffled order: chunk numbers, next one
     if resume:
@@ -855,7 +926,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
             hist.best_smooth_loss = float(hist.smooth_loss[k - 1]) if k else math.nan
             np.copyto(best, theta)
 
-    buf = _BatchBuffers(K, m, T, B, reset_ix is not None) if batched else _Buffers(K, m, T)
+    buf = _BatchBuffers(K, m, T, B, reset_ix is not None, f) if batched else _Buffers(K, m, T, f)
     steps = np.arange(T)[:, None]
     stream_starts = np.arange(B) * L
     scale = (1.0 / T if loss_reduction == "mean" else 1.0) / B
@@ -890,7 +961,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
             if batched:
                 X = data[starts[None, :] + steps]            # (T, B)
                 Y = data[starts[None, :] + steps + 1]
-                loss = _forward_backward_batch(P, X, Y, hprev, buf, G, _resets(X, reset_ix)) * scale
+                loss = _forward_backward_batch(P, X, Y, hprev, buf, G, _resets(X, reset_ix, f)) * scale
             else:
                 loss = _forward_backward(P, data[e:e + T], data[e + 1:e + T + 1], hprev[0], buf, G) * scale
             if not math.isfinite(loss):
@@ -1033,7 +1104,7 @@ def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:
                        f"of training text, now {config['data'].split(':')[0]} or different ones); "
                        f"resume with the same data_path and val_fraction, or use a new run_dir")
     flat = {**{k: v for k, v in config.items() if k != "info"}, **config["info"]}
-    flat_old = {**{k: v for k, v in old.items() if k != "info"}, **old.get("info", {})}
+    flat_old = {"dtype": "float64", **{k: v for k, v in old.items() if k != "info"}, **old.get("info", {})}
     diff = [f"{k}={flat_old.get(k)!r} there, {v!r} now" for k, v in flat.items() if flat_old.get(k) != v]
     if diff:
         raise RNNError(f"{path} belongs to a run with other settings ({'; '.join(diff)}); resume "

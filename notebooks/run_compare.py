@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     import nbformat
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+    import workbook
 
     out = Path(args.out).resolve()
     try:
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
                                 parameters={"runs": [str(Path(r).resolve()) for r in args.runs],
                                             "out_dir": str(out)},
                                 kernel_name="python3", progress_bar=False, log_output=False,
-                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                                extra_arguments=workbook.KERNEL_ARGS)
         except PapermillExecutionError:
             raise StepFailed(error_of(executed), executed) from None
         nb = nbformat.read(executed, as_version=4)

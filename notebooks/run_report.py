@@ -82,6 +82,7 @@ def check_names(params: dict) -> None:
 def execute(step: str, run_dir: Path, params: dict, quiet: bool) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+    import workbook
     out = run_dir / f"{step}.ipynb"
     if not quiet:
         print(f"  {step} ...", flush=True)
@@ -91,7 +92,7 @@ def execute(step: str, run_dir: Path, params: dict, quiet: bool) -> None:
                             parameters={k: v for k, v in params.items() if k in names}, cwd=str(HERE),
                             kernel_name="python3", progress_bar=False, log_output=False,
                             stderr_file=None if quiet else sys.stderr,   # the training bar, live
-                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                            extra_arguments=workbook.KERNEL_ARGS)
     except PapermillExecutionError:
         raise StepFailed(error_of(out), out) from None
 
@@ -187,7 +188,6 @@ def main(argv=None) -> int:
             params[name] = str(Path(params[name]).resolve())   # notebooks run with cwd notebooks/
     params["run_dir"] = str(run_dir)
     os.environ.pop("MPLBACKEND", None)      # Agg here would drop every inline plot from the notebooks
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     previous = run_dir.with_name(f".{run_dir.name}.previous")
     failed = run_dir.with_name(f"{run_dir.name}.failed")

@@ -30,6 +30,7 @@ COMMON = [
     ("sample_every", "10000", "a sample of the text every this many updates"),
     ("batch_size", "1", "streams per update (mini-batch); 1 is the assignment's loop"),
     ("chunk_order", '"sequential"', '"sequential" (the assignment) or "shuffled" each epoch'),
+    ("dtype", '"float64"', '"float64", or "float32": about twice as fast with batch_size > 1'),
     ("val_fraction", "0.1", "the end of the text held out for validation; 0 trains on all"),
     ("val_every", "5000", "updates between validation scores"),
     ("best_by", '"smooth"', 'best model by "smooth" training loss or "val" loss'),

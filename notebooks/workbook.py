@@ -20,6 +20,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 import rnn_core as rc  # noqa: E402
 
+# How the scripts start each notebook's kernel: quiet, and with tornado's logger silenced, whose
+# shutdown-time tracebacks (a ZMQ stream closed under a callback) would follow the one-line error.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL",
+               '--IPKernelApp.exec_lines=["import logging", "logging.getLogger(\'tornado\').setLevel(logging.CRITICAL)"]']
+
 ARTEFACTS = {
     "grad_check.json": "01_gradient_check: relative errors per parameter, method and m",
     "history.csv": "02_train: update, epoch, loss, smooth_loss for every update",
@@ -237,6 +242,7 @@ def check_params(space: dict) -> None:
         "n_tweets": lambda v: rc._check_int("n_tweets", v),
         "tweet_length": lambda v: rc._check_int("tweet_length", v),
         "chunk_order": lambda v: rc._check_choice("chunk_order", v, rc.CHUNK_ORDERS),
+        "dtype": lambda v: rc._check_choice("dtype", v, rc.DTYPES),
         "best_by": lambda v: rc._check_choice("best_by", v, rc.BEST_BY),
         "corpus_format": lambda v: rc._check_choice("corpus_format", v, ("text", "tweets")),
         "preset": check_preset,

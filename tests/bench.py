@@ -1,15 +1,23 @@
 """`make bench`: speed of rnn_core beside the textbook version, measured in the same run.
 
 Prints updates per second of training (m=100, T=25, batch 1) and characters per second of
-sampling, each as rnn_core / textbook with the ratio. Best of a few repeats, one BLAS thread.
+sampling, each as rnn_core / textbook with the ratio (best of a few repeats, one BLAS thread);
+then mini-batches: characters per second at B=32 in float64 and float32, on one BLAS thread
+and on all, and the held-out loss that batch 1 and batch 32 reach in the same wall time.
+With TORCH_PYTHON set to an interpreter that has PyTorch (`make bench-torch`), PyTorch's
+nn.RNN runs the same mini-batch task in the same session, for a ratio free of the machine's
+mood: its speed here has been seen to change by 2x within an hour.
 """
+import json
 import os
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: threads only cost time
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -18,6 +26,7 @@ import textbook_rnn as tb  # noqa: E402
 
 TARGETS = {"train": 4.0, "synthesize": 3.5}
 BATCH_TARGET = 200_000   # chars/s at B=32; PyTorch nn.RNN (CPU, float32, 1 thread) did ~194,000 here
+BLAS = ThreadpoolController()
 
 
 def best_rate(fn, count, repeats=3):
@@ -34,50 +43,109 @@ def as_dict(rnn):
     return {n: a.copy() for n, a in zip(rc.RNN.NAMES, rnn.arrays())}
 
 
+def gemm_rate() -> float:
+    """This machine's speed now: GMAC/s of a float32 (800 x 100) x (100 x 100) product, 1 thread."""
+    a, w = np.ones((800, 100), np.float32), np.ones((100, 100), np.float32)
+    out = np.empty((800, 100), np.float32)
+    with BLAS.limit(limits=1, user_api="blas"):
+        return best_rate(lambda: [np.matmul(a, w, out=out) for _ in range(200)], 200 * 800 * 100 * 100, 5) / 1e9
+
+
+def torch_rates(B: int, T: int, m: int) -> list:
+    python = os.environ.get("TORCH_PYTHON")
+    if not python:
+        return []
+    proc = subprocess.run([python, str(ROOT / "tests" / "torch_reference.py"), str(ROOT / "data" / "shakespeare.txt"),
+                           str(B), str(T), str(m), "1"], capture_output=True, text=True)
+    if proc.returncode:
+        print(f"PyTorch reference failed: {proc.stderr.strip().splitlines()[-1]}")
+        return []
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
 def main():
     text = rc.load_text(ROOT / "data" / "shakespeare.txt")
     vocab = rc.Vocab(text)
     data = vocab.encode(text)
-    K, m = vocab.K, 100
+    K, m, T = vocab.K, 100, 25
     rnn = rc.init_rnn(K, m, rng=np.random.default_rng(0))
     h0 = np.zeros((m, 1))
-    print(f"K={K}, m={m}, T=25, batch 1, numpy {np.__version__}, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+    cores = os.cpu_count()
+    print(f"K={K}, m={m}, T={T}, numpy {np.__version__}, {cores} cores; "
+          f"float32 GEMM now at {gemm_rate():.1f} GMAC/s on one thread")
     rows = []
 
-    n_fast, n_slow = 4000, 600
-    fast = best_rate(lambda: rc.train(rnn.copy(), data, n_updates=n_fast, rng=np.random.default_rng(0),
-                                      sample_every=10**9), n_fast)
-    slow = best_rate(lambda: tb.train(as_dict(rnn), data, n_slow), n_slow)
-    rows.append(("train", "updates/s", fast, slow))
+    with BLAS.limit(limits=1, user_api="blas"):
+        n_fast, n_slow = 4000, 600
+        fast = best_rate(lambda: rc.train(rnn.copy(), data, n_updates=n_fast, rng=np.random.default_rng(0),
+                                          sample_every=10**9), n_fast)
+        slow = best_rate(lambda: tb.train(as_dict(rnn), data, n_slow), n_slow)
+        rows.append(("train", "updates/s", fast, slow))
 
-    n_fast, n_slow = 40000, 6000
-    fast = best_rate(lambda: rc.synthesize(rnn, h0, 0, n_fast, rng=np.random.default_rng(0)), n_fast)
-    slow = best_rate(lambda: tb.synthesize(as_dict(rnn), h0, 0, n_slow, np.random.default_rng(0)), n_slow)
-    rows.append(("synthesize", "chars/s", fast, slow))
+        n_fast, n_slow = 40000, 6000
+        fast = best_rate(lambda: rc.synthesize(rnn, h0, 0, n_fast, rng=np.random.default_rng(0)), n_fast)
+        slow = best_rate(lambda: tb.synthesize(as_dict(rnn), h0, 0, n_slow, np.random.default_rng(0)), n_slow)
+        rows.append(("synthesize", "chars/s", fast, slow))
 
-    print(f"{'':12}{'unit':>10}{'rnn_core':>12}{'textbook':>12}{'ratio':>8}{'target':>8}")
+    print(f"\nbatch 1, one BLAS thread:\n{'':12}{'unit':>10}{'rnn_core':>12}{'textbook':>12}{'ratio':>8}{'target':>8}")
     for name, unit, fast, slow in rows:
         ratio = fast / slow
         verdict = "ok" if ratio >= TARGETS[name] else "BELOW TARGET"
         print(f"{name:12}{unit:>10}{fast:12,.0f}{slow:12,.0f}{ratio:7.1f}x{TARGETS[name]:7.1f}x  {verdict}")
 
-    # mini-batches: characters per second, and the loss reached per second of training
-    print(f"\nmini-batches (m={m}, T=25, AdaGrad eta 0.1; target {BATCH_TARGET:,} chars/s at B=32):")
-    print(f"{'B':>4}{'updates/s':>12}{'chars/s':>12}{'vs B=1':>8}   per-char smooth loss after 20 s")
-    base = None
-    for B in (1, 32):
-        n = 3000 if B == 1 else 300
-        rate = best_rate(lambda: rc.train(rnn.copy(), data, n_updates=n, rng=np.random.default_rng(0),
-                                          batch_size=B, sample_length=0), n)
-        chars = rate * B * 25
-        base = base or chars
-        budget = 20.0                          # equal wall time: how far does each get?
-        hist = rc.train(rnn.copy(), data, n_updates=max(1, int(rate * budget)), rng=np.random.default_rng(0),
-                        batch_size=B, sample_length=0)
-        verdict = "" if B == 1 else ("  ok" if chars >= BATCH_TARGET else "  BELOW TARGET")
-        print(f"{B:4}{rate:12,.0f}{chars:12,.0f}{chars / base:7.1f}x   {hist.smooth_loss[-1] / 25:.3f} "
-              f"nats ({hist.updates:,} updates){verdict}")
+    # mini-batches: characters per second. The machine's speed drifts within minutes, so
+    # the settings (and PyTorch, if given) take turns, three rounds, and each keeps its best.
+    configs = ((1, "float64", 1), (32, "float64", 1), (32, "float32", 1),
+               (32, "float64", cores), (32, "float32", cores))
+    rates = {c: 0.0 for c in configs}
+    torch = {}
+    for _ in range(3):
+        for B, dtype, threads in configs:
+            n = 3000 if B == 1 else 300
+            with BLAS.limit(limits=threads, user_api="blas"):
+                rate = best_rate(lambda: rc.train(rnn.copy(), data, n_updates=n, rng=np.random.default_rng(0),
+                                                  batch_size=B, sample_length=0, dtype=dtype), n, repeats=1)
+            rates[B, dtype, threads] = max(rates[B, dtype, threads], rate)
+        for ref in torch_rates(32, T, m):
+            key = (ref["torch"], ref["threads"])
+            torch[key] = max(torch.get(key, 0.0), ref["chars_per_s"])
+    print(f"\nmini-batches (AdaGrad; best of 3 rounds; target {BATCH_TARGET:,} chars/s at B=32):")
+    print(f"{'B':>4}  {'dtype':8}{'BLAS threads':>13}{'updates/s':>11}{'chars/s':>11}{'vs B=1':>8}")
+    base = rates[configs[0]] * T
+    for (B, dtype, threads), rate in rates.items():
+        chars = rate * B * T
+        verdict = ""
+        if B == 32 and dtype == "float32":
+            verdict = "  ok" if chars >= BATCH_TARGET else "  BELOW TARGET"
+        print(f"{B:4}  {dtype:8}{threads:13}{rate:11,.0f}{chars:11,.0f}{chars / base:7.1f}x{verdict}")
+    best = max(rates[32, "float32", t] for t in (1, cores)) * 32 * T
+    for (version, threads), chars in sorted(torch.items()):
+        ours = rates[32, "float32", threads] * 32 * T if (32, "float32", threads) in rates else best
+        print(f"  PyTorch {version} nn.RNN, float32, {threads} thread(s): {chars:,.0f} chars/s; "
+              f"rnn_core float32 on as many BLAS threads: {ours / chars:.2f}x that")
+    if not torch:
+        print("  (make bench-torch runs PyTorch's nn.RNN on the same task here, for a side-by-side ratio)")
+
+    # the loss reached in equal wall time, on text neither run trains on; each run is stopped
+    # by the same Ctrl-C that a user would press (train returns what it has)
+    cut = int(len(data) * 0.9)
+    train_part, held_out = data[:cut], data[cut:]
+    budget = 20.0
+    print(f"\nheld-out loss after {budget:.0f} s of training each (the last 10% of the text held out):")
+    for B, dtype, threads in ((1, "float64", 1), (32, "float32", cores)):
+        model = rnn.copy()
+        t0 = time.perf_counter()
+
+        def stop_when_due(done, smooth):
+            if time.perf_counter() - t0 > budget:
+                os.kill(os.getpid(), signal.SIGINT)
+        with BLAS.limit(limits=threads, user_api="blas"):
+            hist = rc.train(model, train_part, n_updates=10**7, rng=np.random.default_rng(0), batch_size=B,
+                            sample_length=0, dtype=dtype, progress=stop_when_due)
+        seconds = time.perf_counter() - t0
+        print(f"{B:4}  {dtype:8} {threads} BLAS thread(s): {hist.updates:7,} updates, "
+              f"{hist.updates * B * T / 1e6:4.1f}M characters in {seconds:4.1f} s: "
+              f"{rc.evaluate(model, held_out):.3f} nats/char held out")
 
 
 if __name__ == "__main__":

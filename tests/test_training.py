@@ -64,6 +64,122 @@ def test_a_wrong_reset_is_caught_by_the_gradient_comparison(corpus):
     assert rc.relative_error(G_reset.W, G_plain.W).max() > 1e-3
 
 
+def test_huge_logits_fall_back_to_the_shifted_softmax(corpus):
+    """exp overflows past o = 709: the batch pass must then shift the logits, not return inf."""
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 6, rng=np.random.default_rng(5), sigma=0.1)
+    rnn.c[:5] = 800.0                    # five characters with logits beyond exp's range
+    X, Y = data[:20].reshape(2, 10).T, data[1:21].reshape(2, 10).T
+    H0 = np.zeros((6, 2))
+    loss, G, _ = rc.loss_and_grads(rnn, X, Y, H0)
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in G.arrays())
+    want = 0.0                           # the stable log-sum-exp, written out here
+    for j in range(2):
+        h = np.zeros(6)
+        for t in range(10):
+            h = np.tanh(rnn.W @ h + rnn.U[:, X[t, j]] + rnn.b[:, 0])
+            o = rnn.V @ h + rnn.c[:, 0]
+            want += o.max() + np.log(np.exp(o - o.max()).sum()) - o[Y[t, j]]
+    assert loss == pytest.approx(want / 2, rel=1e-12)
+    shifted = rc.RNN(*(a.copy() for a in rnn.arrays()))
+    shifted.c -= 800.0                   # softmax ignores a shift of every logit: same gradients
+    _, G2, _ = rc.loss_and_grads(shifted, X, Y, H0)
+    for name in ("U", "W", "V", "b"):
+        np.testing.assert_allclose(getattr(G, name), getattr(G2, name), rtol=1e-9, atol=1e-12)
+
+
+def float32_pass(rnn, X, Y, H0, keep=None):
+    """One batched pass with float32 parameters, buffers and gradients."""
+    f = np.float32
+    P = rc.RNN(*(a.astype(f) for a in rnn.arrays()))
+    G, _ = rc.RNN.packed(rnn.K, rnn.m, f)
+    buf = rc._BatchBuffers(rnn.K, rnn.m, X.shape[0], X.shape[1], keep is not None, f)
+    loss = rc._forward_backward_batch(P, X, Y, H0.T.astype(f), buf, G, keep)
+    return loss, G, buf
+
+
+@pytest.mark.parametrize("resets", [False, True])
+def test_float32_pass_agrees_with_float64_to_float32_precision(corpus, resets):
+    _, vocab, data = corpus
+    rng = np.random.default_rng(8)
+    rnn = rc.init_rnn(vocab.K, 30, rng=rng, sigma=0.1)
+    T, B = 25, 8
+    X, Y = data[:T * B].reshape(B, T).T, data[1:T * B + 1].reshape(B, T).T
+    H0 = rng.standard_normal((30, B)) * 0.1
+    reset_ix = vocab.chars.index(" ") if resets else None
+    loss64, G64, h64 = rc.loss_and_grads(rnn, X, Y, H0, reset_ix=reset_ix)
+    keep = None if reset_ix is None else rc._resets(X, reset_ix, np.float32)
+    loss32, G32, buf = float32_pass(rnn, X, Y, H0, keep)
+    assert all(g.dtype == np.float32 for g in G32.arrays()) and buf.H.dtype == np.float32
+    assert loss32 / B == pytest.approx(loss64, rel=1e-5)
+    for name in rc.RNN.NAMES:
+        g64, g32 = getattr(G64, name), getattr(G32, name) / B
+        assert np.abs(g32 - g64).max() <= 1e-4 * np.abs(g64).max(), name
+    np.testing.assert_allclose(buf.H[-1].T, h64, atol=1e-5)
+
+
+def test_float32_training_follows_float64_and_returns_float64_models(corpus):
+    _, vocab, data = corpus
+    runs = {}
+    for dtype in rc.DTYPES:
+        rnn = rc.init_rnn(vocab.K, 16, rng=np.random.default_rng(2), sigma=0.1)
+        runs[dtype] = (rnn, rc.train(rnn, data[:20_000], n_updates=60, rng=np.random.default_rng(3),
+                                     batch_size=4, sample_every=50, sample_length=20,
+                                     val_data=data[20_000:22_000], val_every=30, dtype=dtype))
+    (r64, h64), (r32, h32) = runs["float64"], runs["float32"]
+    np.testing.assert_allclose(h32.loss, h64.loss, rtol=1e-3)
+    np.testing.assert_allclose(h32.val_loss, h64.val_loss, rtol=1e-3)
+    assert not np.array_equal(h32.loss, h64.loss)          # float32 did run
+    for a, b in zip(r32.arrays(), h32.best.arrays()):
+        assert a.dtype == np.float64 and b.dtype == np.float64
+    np.testing.assert_allclose(r32.W, r64.W, atol=1e-3)
+
+
+def test_unknown_dtype_is_refused_with_the_choices(corpus):
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 4, rng=np.random.default_rng(0))
+    with pytest.raises(rc.RNNError, match="unknown dtype 'float16'; choose one of: float64, float32"):
+        rc.train(rnn, data[:1000], n_updates=2, rng=np.random.default_rng(0), dtype="float16")
+
+
+class FakeBlas:
+    """Stands in for threadpoolctl's controller of one BLAS library."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, []
+
+    def get_num_threads(self):
+        return self.n
+
+    def set_num_threads(self, n):
+        self.calls.append(n)
+        self.n = n
+
+
+def test_recurrences_run_on_one_blas_thread_and_the_count_comes_back(monkeypatch):
+    two, one = FakeBlas(2), FakeBlas(1)
+    blas = rc._BlasThreads()
+    monkeypatch.setattr(blas, "_libs", [two, one])
+    with blas.serial():
+        assert (two.n, one.n) == (1, 1)
+    assert (two.n, one.n) == (2, 1) and one.calls == []    # one that was at 1 is left alone
+    with pytest.raises(ZeroDivisionError):
+        with blas.serial():
+            1 / 0
+    assert two.n == 2                                       # restored after an error too
+
+
+def test_the_real_blas_is_switched_when_threadpoolctl_sees_it():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    ctl = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not ctl.lib_controllers:
+        pytest.skip("threadpoolctl sees no BLAS library")
+    with ctl.limit(limits=2):
+        with rc._blas.serial():
+            assert {lib.get_num_threads() for lib in ctl.lib_controllers} == {1}
+        assert {lib.get_num_threads() for lib in ctl.lib_controllers} == {2}
+
+
 def test_batch_of_one_is_the_single_stream_computation(corpus):
     _, vocab, data = corpus
     rnn = rc.init_rnn(vocab.K, 20, rng=np.random.default_rng(1), sigma=0.1)
@@ -154,6 +270,7 @@ MODES = {
     "shuffled": {"chunk_order": "shuffled"},
     "val+resets+mean": {"val_data": "held out", "val_every": 40, "best_by": "val", "reset_ix": "\n",
                         "optimizer": "adam", "eta": 0.01, "loss_reduction": "mean"},
+    "float32 batch": {"batch_size": 3, "dtype": "float32"},
 }
 
 
@@ -226,6 +343,8 @@ def test_resume_refuses_another_text_settings_vocabulary_or_a_shorter_run(corpus
         rc.train(rnn, data[:6000], **{**base, "eta": 0.2})
     with pytest.raises(rc.RNNError, match="another vocabulary"):
         rc.train(rnn, data[:6000], **{**base, "info": {"vocab": vocab.chars[::-1]}})
+    with pytest.raises(rc.RNNError, match=r"other settings \(dtype='float64' there, 'float32' now\)"):
+        rc.train(rnn, data[:6000], **{**base, "dtype": "float32"})
     with pytest.raises(rc.RNNError, match="beyond n_updates = 100"):
         rc.train(rnn, data[:6000], **{**base, "n_updates": 100})
     with pytest.raises(rc.RNNError, match="no checkpoint at .*missing.npz"):

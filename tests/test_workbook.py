@@ -183,6 +183,7 @@ BAD_INPUT = [
     ("val_fraction out of range", ["P=val_fraction=1.5"], {"val_fraction": 1.5}, "val_fraction must be a number in [0, 0.9), got 1.5"),
     ("batch_size = 0", ["P=batch_size=0"], {"batch_size": 0}, "batch_size must be >= 1, got 0"),
     ("unknown chunk_order", ["P=chunk_order=random"], {"chunk_order": "random"}, "unknown chunk_order 'random'; choose one of: sequential, shuffled"),
+    ("unknown dtype", ["P=dtype=float16"], {"dtype": "float16"}, "unknown dtype 'float16'; choose one of: float64, float32"),
     ("best_by val without validation", ["P=best_by=val val_fraction=0"], {"best_by": "val", "val_fraction": 0},
      'best_by="val" needs a validation text: set val_fraction > 0'),
     ("tweets file that is not JSON", ["PRESET=tweets", "DATA={f[notjson]}"], {"corpus_format": "tweets", "data_path": "{f[notjson]}"},
@@ -394,3 +395,27 @@ def test_data_path_with_spaces_and_non_ascii_works_through_make(tmp_path):
     assert f"report: {run}/report.pdf" in proc.stdout
     assert json.loads((run / "run.json").read_text())["corpus"]["name"] == "my book é.txt"
     assert "my book é.txt" in pdf_text(run / "report.pdf")
+
+
+def test_a_tornado_error_at_kernel_shutdown_stays_out_of_the_terminal(tmp_path):
+    """The scripts' kernel arguments silence tornado's logger in the kernel: a traceback it
+    logs while the kernel shuts down (seen once after a one-line error) must not reach stderr."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        'import atexit, logging\n'
+        'atexit.register(lambda: logging.getLogger("tornado.general").error("ZMQ stream closed under a callback"))\n'
+        'raise ValueError("the notebook failed")')]
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    script = ("import sys, papermill as pm\nsys.path.insert(0, sys.argv[1])\nimport workbook\n"
+              "args = workbook.KERNEL_ARGS if sys.argv[2] == 'ours' else ['--IPKernelApp.log_level=CRITICAL']\n"
+              "try:\n    pm.execute_notebook('t.ipynb', 'o.ipynb', kernel_name='python3', progress_bar=False,\n"
+              "                        log_output=False, extra_arguments=args)\n"
+              "except pm.PapermillExecutionError:\n    print('error: the notebook failed', file=sys.stderr)\n")
+    stderr = {}
+    for kind in ("ours", "plain"):
+        proc = subprocess.run([sys.executable, "-c", script, str(NB), kind], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        stderr[kind] = proc.stderr
+    assert "ZMQ stream closed" in stderr["plain"]          # the leak is real without the arguments
+    assert stderr["ours"].strip() == "error: the notebook failed"

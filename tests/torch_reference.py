@@ -1,0 +1,61 @@
+"""PyTorch's nn.RNN on the same task as `make bench`'s mini-batch rows, for a side-by-side rate.
+
+Run by tests/bench.py through the interpreter in TORCH_PYTHON (`make bench-torch` makes one);
+prints one JSON line per thread count: {"threads": n, "chars_per_s": rate}.
+
+The same model and loop as rnn_core's batch_size=32 training: one-hot inputs into nn.RNN
+(tanh, m hidden units), a linear output layer, the cross-entropy summed over each chunk and
+averaged over the B streams, gradients clipped element-wise to [-5, 5], AdaGrad eta 0.1,
+B streams at evenly spaced offsets each carrying its hidden state. float32, on the CPU.
+"""
+import json
+import sys
+import time
+
+import torch
+
+
+def rate(data: torch.Tensor, K: int, B: int, T: int, m: int, n_updates: int, repeats: int) -> float:
+    torch.manual_seed(0)
+    rnn, out = torch.nn.RNN(K, m, nonlinearity="tanh"), torch.nn.Linear(m, K)
+    params = list(rnn.parameters()) + list(out.parameters())
+    opt = torch.optim.Adagrad(params, lr=0.1)
+    L = (len(data) - 1) // B
+    starts = torch.arange(B) * L
+    steps = torch.arange(T)[:, None]
+    best = 0.0
+    for _ in range(repeats):
+        h, e = torch.zeros(1, B, m), 0
+        t0 = time.perf_counter()
+        for _ in range(n_updates):
+            if e > L - T:
+                h, e = torch.zeros(1, B, m), 0
+            ix = starts[None, :] + e + steps                    # (T, B)
+            x = torch.nn.functional.one_hot(data[ix], K).float()
+            hs, h_last = rnn(x, h)
+            loss = torch.nn.functional.cross_entropy(out(hs).reshape(-1, K), data[ix + 1].reshape(-1),
+                                                     reduction="sum") / B
+            opt.zero_grad()
+            loss.backward()
+            for p in params:
+                p.grad.clamp_(-5.0, 5.0)
+            opt.step()
+            h, e = h_last.detach(), e + T
+        best = max(best, n_updates * B * T / (time.perf_counter() - t0))
+    return best
+
+
+def main():
+    path, B, T, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    text = open(path, encoding="utf-8").read()
+    chars = sorted(set(text))
+    index = {c: i for i, c in enumerate(chars)}
+    data = torch.tensor([index[c] for c in text])
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        print(json.dumps({"threads": threads, "chars_per_s": rate(data, len(chars), B, T, m, 300, int(sys.argv[5]) if len(sys.argv) > 5 else 3),
+                          "torch": torch.__version__}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
