@@ -301,8 +301,8 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
     archive = tweet_archive(tmp_path / "tweets é.json")
     params = {"corpus_format": "tweets", "data_path": str(archive), "m": 16, "n_updates": 400,
               "sample_every": 200, "run_dir": str(tmp_path / "run"), "tweet_length": 140, "n_tweets": 12,
-              "val_fraction": 0.1, "val_every": 100}
-    for step in ("02_train", "04_synthesis"):
+              "val_fraction": 0.1, "val_every": 100, "check_m": [4]}
+    for step in ("01_gradient_check", "02_train", "04_synthesis"):
         names = set(pm.inspect_notebook(str(NB / f"{step}.ipynb")))
         pm.execute_notebook(str(NB / f"{step}.ipynb"), str(tmp_path / f"{step}.ipynb"),
                             parameters={k: v for k, v in params.items() if k in names},
@@ -314,6 +314,21 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
     text = rc.load_tweets(archive)
     assert info["corpus"]["characters"] == len(text) and info["params"]["corpus_format"] == "tweets"
     assert text[:info["corpus"]["train_characters"]].endswith(rc.EOT)   # held out at a tweet's end
+    batched = [r for r in json.loads((tmp_path / "run" / "grad_check.json").read_text())["results"]
+               if r["method"] == "complex step, batched pass"]  # the pass with resets, checked in 01
+    assert len(batched) == 5 and max(r["max"] for r in batched) < 1e-10
+
+
+def test_gradient_check_also_checks_the_batched_pass_that_training_uses(tmp_path):
+    params = {"batch_size": 6, "dtype": "float32", "check_m": [4, 7], "run_dir": str(tmp_path / "run")}
+    pm.execute_notebook(str(NB / "01_gradient_check.ipynb"), str(tmp_path / "01.ipynb"), parameters=params,
+                        cwd=str(NB), kernel_name="python3", progress_bar=False)
+    results = json.loads((tmp_path / "run" / "grad_check.json").read_text())["results"]
+    batched = [r for r in results if r["method"] == "complex step, batched pass"]
+    assert {r["m"] for r in batched} == {4} and {r["param"] for r in batched} == set(rc.RNN.NAMES)
+    assert max(r["max"] for r in batched) < 1e-10
+    shown = nbformat.read(tmp_path / "01.ipynb", as_version=4).cells[-1].outputs[0]["data"]["text/markdown"]
+    assert "6 streams of 25 characters" in shown and "machine precision" in shown and "float32" in shown
 
 
 def test_characters_outside_the_pdf_font_are_shown_not_dropped():
