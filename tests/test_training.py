@@ -27,14 +27,18 @@ def as_dict(rnn):
 
 # ----------------------------------------------------------------------------- mini-batches
 
+def batch_case(vocab, data, m, T, B, seed):
+    """A model (sigma 0.1), B streams of T characters from the text's start, random h0 (m, B)."""
+    rng = np.random.default_rng(seed)
+    rnn = rc.init_rnn(vocab.K, m, rng=rng, sigma=0.1)
+    X, Y = data[:T * B].reshape(B, T).T, data[1:T * B + 1].reshape(B, T).T
+    return rnn, X, Y, rng.standard_normal((m, B)) * 0.1
+
+
 @pytest.mark.parametrize("resets", [False, True])
 def test_batch_gradients_match_the_complex_step_derivative_of_the_textbook_loss(corpus, resets):
     _, vocab, data = corpus
-    rng = np.random.default_rng(4)
-    rnn = rc.init_rnn(vocab.K, 5, rng=rng, sigma=0.1)
-    T, B = 9, 3
-    X, Y = data[:T * B].reshape(B, T).T, data[1:T * B + 1].reshape(B, T).T
-    H0 = rng.standard_normal((5, B)) * 0.1
+    rnn, X, Y, H0 = batch_case(vocab, data, m=5, T=9, B=3, seed=4)
     reset_ix = int(X[4, 0]) if resets else None      # some streams restart mid-chunk
     if resets:
         assert (X == reset_ix).sum() >= 1
@@ -101,11 +105,8 @@ def float32_pass(rnn, X, Y, H0, keep=None):
 @pytest.mark.parametrize("resets", [False, True])
 def test_float32_pass_agrees_with_float64_to_float32_precision(corpus, resets):
     _, vocab, data = corpus
-    rng = np.random.default_rng(8)
-    rnn = rc.init_rnn(vocab.K, 30, rng=rng, sigma=0.1)
-    T, B = 25, 8
-    X, Y = data[:T * B].reshape(B, T).T, data[1:T * B + 1].reshape(B, T).T
-    H0 = rng.standard_normal((30, B)) * 0.1
+    B = 8
+    rnn, X, Y, H0 = batch_case(vocab, data, m=30, T=25, B=B, seed=8)
     reset_ix = vocab.chars.index(" ") if resets else None
     loss64, G64, h64 = rc.loss_and_grads(rnn, X, Y, H0, reset_ix=reset_ix)
     keep = None if reset_ix is None else rc._resets(X, reset_ix, np.float32)
