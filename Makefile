@@ -62,7 +62,7 @@ FORCE:
 
 help: ## this list
 	@echo "DD2424 Assignment 4 workbook. Targets:"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  make \1\t\2/' | expand -t 16
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
 	@echo "Variables (make report VAR=value ...):"
 	@grep -E '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) \?= ?([^#]*)## (.*)/  \1\t\3 [\2]/' | sed 's/ \[\]$$//; s/ \[\$$(call.*//' | expand -t 16
 	@echo "With these settings the report goes to $(RUN_DIR)/report.pdf"
