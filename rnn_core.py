@@ -186,6 +186,10 @@ class RNN:
     def copy(self) -> "RNN":
         return RNN(*(a.copy() for a in self.arrays()))
 
+    def astype(self, dtype) -> "RNN":
+        """The same parameters in dtype; arrays already in it are shared, not copied."""
+        return RNN(*(np.asarray(a, dtype=dtype) for a in self.arrays()))
+
     @staticmethod
     def shapes(K: int, m: int) -> dict:
         return {"b": (m, 1), "c": (K, 1), "U": (m, K), "W": (m, m), "V": (K, m)}
@@ -444,9 +448,9 @@ def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, 
     S = max(1, min(streams, n // 2 or 1))
     L = n // S                          # characters per stream; the last n - S L are not scored
     m = rnn.m
-    f64 = np.float64                    # a float32 model is scored in float64 too
-    XU = (rnn.U.astype(f64) + rnn.b).T.copy()   # (K, m)
-    WT, VT, c = rnn.W.astype(f64).T, rnn.V.astype(f64).T, rnn.c.astype(f64)[:, 0]
+    rnn = rnn.astype(np.float64)        # a float32 model is scored in float64 too
+    XU = (rnn.U + rnn.b).T.copy()       # (K, m)
+    WT, VT = rnn.W.T, rnn.V.T
     starts = np.arange(S) * L
     Hs = np.empty((T, S, m))
     h = np.zeros((S, m))
@@ -469,7 +473,7 @@ def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, 
                 np.subtract(1.0, a, out=a)
                 h = a
             O = Hs[:t_len].reshape(-1, m) @ VT
-            O += c
+            O += rnn.c[:, 0]
             O -= O.max(axis=1, keepdims=True)
             total -= float(O[np.arange(len(O)), Y.reshape(-1)].sum() - np.log(np.exp(O).sum(axis=1)).sum())
             h = h.copy()                # Hs is overwritten by the next block
@@ -668,7 +672,7 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
     if h.size != rnn.m:
         raise RNNError(f"h0 must have m={rnn.m} entries, got shape {np.shape(h0)}")
     K, m = rnn.K, rnn.m
-    rnn = RNN(*(np.asarray(a, dtype=np.float64) for a in rnn.arrays()))  # a float32 model too
+    rnn = rnn.astype(np.float64)         # a float32 model too
     W = rnn.W
     XU = (rnn.U + rnn.b).T.copy()        # (K, m): row k is U x + b for x = character k, done once
     Vc = np.hstack([rnn.V, rnn.c]) / temperature  # (K, m+1): [V c] [h; 1] = V h + c in one product;

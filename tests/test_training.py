@@ -95,7 +95,7 @@ def test_huge_logits_fall_back_to_the_shifted_softmax(corpus):
 def float32_pass(rnn, X, Y, H0, keep=None):
     """One batched pass with float32 parameters, buffers and gradients."""
     f = np.float32
-    P = rc.RNN(*(a.astype(f) for a in rnn.arrays()))
+    P = rnn.astype(f)
     G, _ = rc.RNN.packed(rnn.K, rnn.m, f)
     buf = rc._BatchBuffers(rnn.K, rnn.m, X.shape[0], X.shape[1], keep is not None, f)
     loss = rc._forward_backward_batch(P, X, Y, H0.T.astype(f), buf, G, keep)
