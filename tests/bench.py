@@ -51,12 +51,12 @@ def gemm_rate() -> float:
         return best_rate(lambda: [np.matmul(a, w, out=out) for _ in range(200)], 200 * 800 * 100 * 100, 5) / 1e9
 
 
-def torch_rates(B: int, T: int, m: int) -> list:
+def torch_rates(B: int, T: int, m: int, thread_counts) -> list:
     python = os.environ.get("TORCH_PYTHON")
     if not python:
         return []
     proc = subprocess.run([python, str(ROOT / "tests" / "torch_reference.py"), str(ROOT / "data" / "shakespeare.txt"),
-                           str(B), str(T), str(m), "1"], capture_output=True, text=True)
+                           *map(str, (B, T, m, 1, *thread_counts))], capture_output=True, text=True)
     if proc.returncode:
         print(f"PyTorch reference failed: {proc.stderr.strip().splitlines()[-1]}")
         return []
@@ -106,7 +106,7 @@ def main():
                 rate = best_rate(lambda: rc.train(rnn.copy(), data, n_updates=n, rng=np.random.default_rng(0),
                                                   batch_size=B, sample_length=0, dtype=dtype), n, repeats=1)
             rates[B, dtype, threads] = max(rates[B, dtype, threads], rate)
-        for ref in torch_rates(32, T, m):
+        for ref in torch_rates(32, T, m, sorted({1, cores})):
             key = (ref["torch"], ref["threads"])
             torch[key] = max(torch.get(key, 0.0), ref["chars_per_s"])
     print(f"\nmini-batches (AdaGrad; best of 3 rounds; target {BATCH_TARGET:,} chars/s at B=32):")
@@ -118,9 +118,8 @@ def main():
         if B == 32 and dtype == "float32":
             verdict = "  ok" if chars >= BATCH_TARGET else "  BELOW TARGET"
         print(f"{B:4}  {dtype:8}{threads:13}{rate:11,.0f}{chars:11,.0f}{chars / base:7.1f}x{verdict}")
-    best = max(rates[32, "float32", t] for t in (1, cores)) * 32 * T
     for (version, threads), chars in sorted(torch.items()):
-        ours = rates[32, "float32", threads] * 32 * T if (32, "float32", threads) in rates else best
+        ours = rates[32, "float32", threads] * 32 * T
         print(f"  PyTorch {version} nn.RNN, float32, {threads} thread(s): {chars:,.0f} chars/s; "
               f"rnn_core float32 on as many BLAS threads: {ours / chars:.2f}x that")
     if not torch:

@@ -1,7 +1,8 @@
 """PyTorch's nn.RNN on the same task as `make bench`'s mini-batch rows, for a side-by-side rate.
 
 Run by tests/bench.py through the interpreter in TORCH_PYTHON (`make bench-torch` makes one);
-prints one JSON line per thread count: {"threads": n, "chars_per_s": rate}.
+    torch_reference.py TEXT B T m REPEATS THREADS...
+prints one JSON line per thread count: {"threads": n, "chars_per_s": rate, "torch": version}.
 
 The same model and loop as rnn_core's batch_size=32 training: one-hot inputs into nn.RNN
 (tanh, m hidden units), a linear output layer, the cross-entropy summed over each chunk and
@@ -46,14 +47,14 @@ def rate(data: torch.Tensor, K: int, B: int, T: int, m: int, n_updates: int, rep
 
 
 def main():
-    path, B, T, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    path, (B, T, m, repeats, *thread_counts) = sys.argv[1], map(int, sys.argv[2:])
     text = open(path, encoding="utf-8").read()
     chars = sorted(set(text))
     index = {c: i for i, c in enumerate(chars)}
     data = torch.tensor([index[c] for c in text])
-    for threads in (1, 2):
+    for threads in thread_counts:
         torch.set_num_threads(threads)
-        print(json.dumps({"threads": threads, "chars_per_s": rate(data, len(chars), B, T, m, 300, int(sys.argv[5]) if len(sys.argv) > 5 else 3),
+        print(json.dumps({"threads": threads, "chars_per_s": rate(data, len(chars), B, T, m, 300, repeats),
                           "torch": torch.__version__}), flush=True)
 
 
