@@ -100,7 +100,8 @@ $(RUN_DIR)/report.pdf: $(SOURCES) $(DATA_DEP) $(wildcard $(STAMP)) $(if $(RESUME
 # run does not stop the others (its notebook with the error stays in <run>.failed) and is
 # listed in the comparison. A finished run is not trained again.
 GOALS := $(MAKECMDGOALS) $(GOAL)
-BLAS_ENV = $(if $(filter 1,$(JOBS)),,OPENBLAS_NUM_THREADS=1)   # runs side by side: one BLAS thread each
+# runs side by side get one BLAS thread each
+BLAS_ENV = $(if $(filter 1,$(JOBS)),,OPENBLAS_NUM_THREADS=1)
 BATCH_PRESETS = $(if $(filter compare,$(GOALS)),$(PRESETS),$(PRESET))
 BATCH_RUNS = $(foreach p,$(BATCH_PRESETS),$(foreach s,$(SEEDS),$(REPORTS)/$(call run_name,$(p),$(s))))
 define seed_run
