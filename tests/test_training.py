@@ -170,6 +170,35 @@ def test_recurrences_run_on_one_blas_thread_and_the_count_comes_back(monkeypatch
     assert two.n == 2                                       # restored after an error too
 
 
+@pytest.mark.parametrize("threads, dtype, pieces", [(1, np.float32, 2), (2, np.float32, 1), (1, np.float64, 1)])
+def test_weight_gradients_are_cut_into_row_pieces_only_for_float32_on_one_thread(
+        corpus, monkeypatch, threads, dtype, pieces):
+    _, vocab, data = corpus
+    monkeypatch.setattr(rc._blas, "_libs", [FakeBlas(threads)])
+    rnn, X, Y, H0 = batch_case(vocab, data, m=30, T=25, B=16, seed=9)      # 400 rows
+    P = rnn.astype(dtype)
+    buf = rc._BatchBuffers(rnn.K, rnn.m, 25, 16, False, dtype)
+    assert buf.pieces == pieces
+    G = rc.RNN(*(np.empty_like(a) for a in P.arrays()))
+    loss = rc._forward_backward_batch(P, X, Y, H0.T.astype(dtype), buf, G)
+    loss64, G64, _ = rc.loss_and_grads(rnn, X, Y, H0)
+    assert loss / 16 == pytest.approx(loss64, rel=1e-5)
+    for name in rc.RNN.NAMES:
+        g64 = getattr(G64, name)
+        assert np.abs(getattr(G, name) / 16 - g64).max() <= 1e-4 * np.abs(g64).max(), name
+
+
+def test_a_product_in_row_pieces_is_the_whole_product():
+    rng = np.random.default_rng(4)
+    A, B = rng.standard_normal((803, 30)), rng.standard_normal((803, 7))     # 803 = 4 uneven pieces
+    buf = rc._BatchBuffers(7, 30, 1, 1, False)
+    buf.pieces = 4
+    out = np.empty((30, 7))
+    rc._matmul_tn(A, B, out, buf)
+    np.testing.assert_allclose(out, A.T @ B, rtol=1e-12, atol=1e-12)
+    assert buf.spare[(30, 7)].shape == (30, 7)             # the pieces did run
+
+
 def test_the_real_blas_is_switched_when_threadpoolctl_sees_it():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     ctl = threadpoolctl.ThreadpoolController().select(user_api="blas")
