@@ -360,6 +360,8 @@ class _BatchBuffers:
         self.ones = np.ones(max(T * B, K), f)       # sums over rows or columns as products
         self.onehot = np.zeros((T * B, K), f)       # row i: onehot(x_i), for dU as one product
         self.rows = np.arange(T * B)
+        self.row_starts = self.rows * K             # where row i of P starts, flat
+        self.yix = np.empty(T * B, np.intp)
         self.hot = np.zeros(T * B, np.intp)         # where onehot holds its 1s now
         # the weight gradients A^T B sum over all T x B rows. On one thread, OpenBLAS's float32
         # product ran at half speed here once that sum was longer than about 256 rows (3.7x the
@@ -390,8 +392,9 @@ def _matmul_tn(A: np.ndarray, B: np.ndarray, out: np.ndarray, buf: _BatchBuffers
 
 
 def _forward_backward_batch(P: RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray, buf: _BatchBuffers,
-                            G: RNN, keep: np.ndarray | None = None) -> float:
-    """Loss summed over all T x B characters of X, Y (T, B); gradients into G; h_t into buf.H.
+                            G: RNN, keep: np.ndarray | None = None, scale: float = 1.0) -> float:
+    """Loss summed over all T x B characters of X, Y (T, B); the gradients of scale x that
+    loss into G (scale 1 / B: the mean over the streams); h_t into buf.H.
 
     H0 (B, m) holds each stream's h_0. keep (T, B, 1) of 0.0/1.0, if given, multiplies h_{t-1}
     before step t: 0 starts that stream afresh there (a tweet's start), in the forward pass
@@ -415,24 +418,27 @@ def _forward_backward_batch(P: RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray
             tmp += H[t + 1]
             np.tanh(tmp, out=H[t + 1])
     Hs = H[1:].reshape(n, m)
-    y = Y.reshape(-1)
+    yix = buf.yix                       # where y_t sits in Pr, flat
+    np.add(buf.row_starts, Y.reshape(-1), out=yix)
+    flat = Pr.reshape(-1)
     shift = False
     while True:
         np.matmul(Hs, P.V.T, out=Pr)
         Pr += P.c[:, 0]
         if shift:
             Pr -= Pr.max(axis=1, keepdims=True)
-        target = float(Pr[buf.rows, y].sum(dtype=np.float64))
-        with np.errstate(over="ignore", under="ignore"):
+        target = float(np.take(flat, yix).sum(dtype=np.float64))
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
             np.exp(Pr, out=Pr)
-        np.matmul(Pr, ones[:K], out=total)
-        if shift or (total.min() > 0 and np.isfinite(total).all()):
+            np.matmul(Pr, ones[:K], out=total)
+            log_total = float(np.log(total).sum(dtype=np.float64))
+        if shift or math.isfinite(log_total):
             break                       # |o| stays far inside exp's range in practice; where
-        shift = True                    # it does not, log-softmax is computed shifted
-    loss = float(np.log(total).sum(dtype=np.float64)) - target
-    np.divide(1.0, total, out=total)
+        shift = True                    # a sum overflows (or all of a row underflows),
+    loss = log_total - target           # log-softmax is computed shifted
+    np.divide(scale, total, out=total)
     Pr *= total[:, None]
-    Pr[buf.rows, y] -= 1.0              # dL/do_t = p_t - onehot(y_t)
+    flat[yix] -= scale                  # dL/do_t = p_t - onehot(y_t), times scale
     _matmul_tn(Pr, Hs, G.V, buf)
     np.matmul(ones[:n], Pr, out=G.c[:, 0])
     np.matmul(Pr, P.V, out=dH.reshape(n, m))
@@ -543,8 +549,7 @@ def loss_and_grads(rnn: RNN, x, y, h0, *, reset_ix: int | None = None) -> tuple[
     X, Y = (x, y) if x.ndim == 2 else (x[:, None], y[:, None])
     T, B = X.shape
     buf = _BatchBuffers(rnn.K, rnn.m, T, B, reset_ix is not None)
-    loss = _forward_backward_batch(rnn, X, Y, h0.reshape(rnn.m, B).T, buf, G, _resets(X, reset_ix)) / B
-    grad /= B
+    loss = _forward_backward_batch(rnn, X, Y, h0.reshape(rnn.m, B).T, buf, G, _resets(X, reset_ix), 1 / B) / B
     return loss, G, buf.H[-1].T.copy()
 
 
@@ -963,7 +968,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
             np.copyto(best, theta)
 
     buf = _BatchBuffers(K, m, T, B, reset_ix is not None, f) if batched else _Buffers(K, m, T, f)
-    steps = np.arange(T)[:, None]
+    steps_and_one = np.arange(T + 1)[:, None]
     stream_starts = np.arange(B) * L
     scale = (1.0 / T if loss_reduction == "mean" else 1.0) / B
     last_good = k0
@@ -995,9 +1000,10 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
             if k == n_updates:
                 break
             if batched:
-                X = data[starts[None, :] + steps]            # (T, B)
-                Y = data[starts[None, :] + steps + 1]
-                loss = _forward_backward_batch(P, X, Y, hprev, buf, G, _resets(X, reset_ix, f)) * scale
+                XY = data[starts[None, :] + steps_and_one]   # (T + 1, B): X is rows 0..T-1,
+                X, Y = XY[:-1], XY[1:]                       # Y rows 1..T
+                loss = _forward_backward_batch(P, X, Y, hprev, buf, G, _resets(X, reset_ix, f),
+                                               scale) * scale
             else:
                 loss = _forward_backward(P, data[e:e + T], data[e + 1:e + T + 1], hprev[0], buf, G) * scale
             if not math.isfinite(loss):
@@ -1008,10 +1014,9 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
                                 + (f"; the checkpoint keeps update {last_good:,}" if checkpoint else ""))
                 break
             hprev[...] = buf.H[T]
-            if scale != 1.0:
+            if scale != 1.0 and not batched:  # the batched pass scales its gradients itself
                 grad *= scale
-            np.minimum(grad, clip, out=grad)
-            np.maximum(grad, -clip, out=grad)
+            np.clip(grad, -clip, clip, out=grad)       # one pass: 3x faster than min then max
             opt.step(theta, grad)
             smooth = loss if k == 0 else 0.999 * smooth + 0.001 * loss
             hist.loss[k], hist.smooth_loss[k], hist.epoch[k] = loss, smooth, epoch

@@ -242,9 +242,9 @@ def test_shuffled_order_visits_every_chunk_once_per_epoch(corpus, monkeypatch):
     calls = []
     real = rc._forward_backward_batch
 
-    def spy(P, X, Y, H0, buf, G, keep=None):
+    def spy(P, X, Y, H0, buf, G, keep=None, scale=1.0):
         calls.append((chunks[tuple(X[:, 0].tolist())], bool(H0.any())))
-        return real(P, X, Y, H0, buf, G, keep)
+        return real(P, X, Y, H0, buf, G, keep, scale)
 
     monkeypatch.setattr(rc, "_forward_backward_batch", spy)
     rnn = rc.init_rnn(vocab.K, 8, rng=np.random.default_rng(3), sigma=0.1)
