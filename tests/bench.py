@@ -3,7 +3,8 @@
 Prints updates per second of training (m=100, T=25, batch 1) and characters per second of
 sampling, each as rnn_core / textbook with the ratio (best of a few repeats, one BLAS thread);
 then mini-batches: characters per second at B=32 in float64 and float32, on one BLAS thread
-and on all, and the held-out loss that batch 1 and batch 32 reach in the same wall time.
+and on all (the fastest of them against the 200,000 chars/s target), and the held-out loss
+that batch 1 and batch 32 reach in the same wall time.
 With TORCH_PYTHON set to an interpreter that has PyTorch (`make bench-torch`), PyTorch's
 nn.RNN runs the same mini-batch task in the same session, for a ratio free of the machine's
 mood: its speed here has been seen to change by 2x within an hour.
@@ -114,10 +115,12 @@ def main():
     base = rates[configs[0]] * T
     for (B, dtype, threads), rate in rates.items():
         chars = rate * B * T
-        verdict = ""
-        if B == 32 and dtype == "float32":
-            verdict = "  ok" if chars >= BATCH_TARGET else "  BELOW TARGET"
-        print(f"{B:4}  {dtype:8}{threads:13}{rate:11,.0f}{chars:11,.0f}{chars / base:7.1f}x{verdict}")
+        print(f"{B:4}  {dtype:8}{threads:13}{rate:11,.0f}{chars:11,.0f}{chars / base:7.1f}x")
+    (B, dtype, threads), rate = max(((c, r) for c, r in rates.items() if c[0] == 32), key=lambda cr: cr[1])
+    chars = rate * B * T
+    verdict = "ok" if chars >= BATCH_TARGET else "BELOW TARGET"
+    print(f"  fastest at B=32: {chars:,.0f} chars/s ({dtype}, {threads} BLAS thread(s)) against the target "
+          f"of {BATCH_TARGET:,}: {verdict}")
     for (version, threads), chars in sorted(torch.items()):
         ours = rates[32, "float32", threads] * 32 * T
         print(f"  PyTorch {version} nn.RNN, float32, {threads} thread(s): {chars:,.0f} chars/s; "
