@@ -343,6 +343,12 @@ class _BlasThreads:
 _blas = _BlasThreads()
 
 
+def blas_threads() -> int:
+    """Threads the BLAS library runs on now (0 if threadpoolctl cannot tell). A batched run's
+    bytes depend on it (see _BatchBuffers), so the workbook records it with each run."""
+    return _blas.count()
+
+
 class _BatchBuffers:
     """Work arrays for B streams of T characters (mini-batches and tweets), allocated once."""
 

@@ -71,6 +71,7 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
     assert info["corpus"] == {"name": "shakespeare.txt", "characters": 1091710, "K": 76,
                               "train_characters": 982539, "val_characters": 109171}
     assert info["updates_per_second"] > 0 and info["wall_seconds"] > 0
+    assert info["blas_threads"] == 1                # conftest runs the tests on one BLAS thread
     best, vocab, meta = rc.load_model(tiny_run / "best_model.npz")
     assert best.m == 8 and vocab.K == 76 and meta["update"] == info["best_update"]
     assert meta["smooth_loss"] == pytest.approx(smooth.min())
