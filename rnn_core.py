@@ -362,7 +362,7 @@ class _BatchBuffers:
         self.tmp = np.empty((B, m), f)
         self.WT = np.empty((m, m), f)
         self.UbT = np.empty((K, m), f)              # row k: U x + b for x = character k
-        self.total = np.empty(T * B, f)             # softmax denominators, then their inverses
+        self.total = np.empty(T * B, f)             # softmax denominators, then scale / them
         self.ones = np.ones(max(T * B, K), f)       # sums over rows or columns as products
         self.onehot = np.zeros((T * B, K), f)       # row i: onehot(x_i), for dU as one product
         self.rows = np.arange(T * B)
@@ -389,12 +389,11 @@ def _matmul_tn(A: np.ndarray, B: np.ndarray, out: np.ndarray, buf: _BatchBuffers
     if spare is None:
         spare = buf.spare[out.shape] = np.empty_like(out)
     n = len(A)
-    cut = n // pieces
-    np.matmul(A[:cut].T, B[:cut], out=out)
-    for i in range(1, pieces):
+    for i in range(pieces):
         lo, hi = n * i // pieces, n * (i + 1) // pieces
-        np.matmul(A[lo:hi].T, B[lo:hi], out=spare)
-        out += spare
+        np.matmul(A[lo:hi].T, B[lo:hi], out=out if i == 0 else spare)
+        if i:
+            out += spare
 
 
 def _forward_backward_batch(P: RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray, buf: _BatchBuffers,
@@ -555,7 +554,8 @@ def loss_and_grads(rnn: RNN, x, y, h0, *, reset_ix: int | None = None) -> tuple[
     X, Y = (x, y) if x.ndim == 2 else (x[:, None], y[:, None])
     T, B = X.shape
     buf = _BatchBuffers(rnn.K, rnn.m, T, B, reset_ix is not None)
-    loss = _forward_backward_batch(rnn, X, Y, h0.reshape(rnn.m, B).T, buf, G, _resets(X, reset_ix), 1 / B) / B
+    H0 = h0.reshape(rnn.m, B).T
+    loss = _forward_backward_batch(rnn, X, Y, H0, buf, G, _resets(X, reset_ix), 1 / B) / B
     return loss, G, buf.H[-1].T.copy()
 
 
