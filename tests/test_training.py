@@ -92,9 +92,8 @@ def test_huge_logits_fall_back_to_the_shifted_softmax(corpus):
         np.testing.assert_allclose(getattr(G, name), getattr(G2, name), rtol=1e-9, atol=1e-12)
 
 
-def float32_pass(rnn, X, Y, H0, keep=None):
-    """One batched pass with float32 parameters, buffers and gradients."""
-    f = np.float32
+def float32_pass(rnn, X, Y, H0, keep=None, f=np.float32):
+    """One batched pass with parameters, buffers and gradients in dtype f (float32 unless given)."""
     P = rnn.astype(f)
     G, _ = rc.RNN.packed(rnn.K, rnn.m, f)
     buf = rc._BatchBuffers(rnn.K, rnn.m, X.shape[0], X.shape[1], keep is not None, f)
@@ -176,11 +175,8 @@ def test_weight_gradients_are_cut_into_row_pieces_only_for_float32_on_one_thread
     _, vocab, data = corpus
     monkeypatch.setattr(rc._blas, "_libs", [FakeBlas(threads)])
     rnn, X, Y, H0 = batch_case(vocab, data, m=30, T=25, B=16, seed=9)      # 400 rows
-    P = rnn.astype(dtype)
-    buf = rc._BatchBuffers(rnn.K, rnn.m, 25, 16, False, dtype)
+    loss, G, buf = float32_pass(rnn, X, Y, H0, f=dtype)
     assert buf.pieces == pieces
-    G = rc.RNN(*(np.empty_like(a) for a in P.arrays()))
-    loss = rc._forward_backward_batch(P, X, Y, H0.T.astype(dtype), buf, G)
     loss64, G64, _ = rc.loss_and_grads(rnn, X, Y, H0)
     assert loss / 16 == pytest.approx(loss64, rel=1e-5)
     for name in rc.RNN.NAMES:
