@@ -374,7 +374,8 @@ class _BatchBuffers:
         # time for 2x the rows at 800); cut into pieces of at most 256 rows, the three products
         # took 45% less time and training ran 15-19% faster. On two threads the whole product
         # was faster, so it is cut only on one. Either way, a run gives the same bytes for the
-        # same seed and BLAS threads (the thread count changed the bytes before this, too).
+        # same seed and BLAS threads (OpenBLAS's own products differ in the last digits by the
+        # thread count, whole or in pieces).
         self.pieces = -(-T * B // 256) if f == np.float32 and _blas.count() == 1 else 1
         self.spare = {}                             # a piece's product, by output shape
 
