@@ -24,9 +24,10 @@ import os
 import re
 import signal
 import threading
+import time
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -35,7 +36,7 @@ import numpy as np
 __all__ = [
     "RNNError", "load_text", "load_tweets", "EOT", "Vocab", "RNN", "init_rnn", "loss_and_grads",
     "numerical_grads", "complex_step_grads", "relative_error", "synthesize",
-    "History", "train", "evaluate", "save_model", "load_model", "OPTIMIZERS", "INITS",
+    "TrainState", "History", "train", "evaluate", "save_model", "load_model", "OPTIMIZERS", "INITS",
     "CHUNK_ORDERS", "BEST_BY", "DTYPES",
 ]
 
@@ -69,47 +70,6 @@ def load_text(path) -> str:
         raise RNNError(f"{p} is not UTF-8: byte 0x{raw[err.start]:02x} at line {line}, column {column}; "
                        f"re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
     return text
-
-
-EOT = "\x03"   # end of a tweet: a control character no tweet contains once load_tweets is done
-_LINK = re.compile(r"https?://\S+")
-
-
-def load_tweets(paths, *, keep_retweets: bool = False, keep_links: bool = False) -> str:
-    """The training text of one or more tweet-archive JSON files, each tweet ended by EOT.
-
-    Each file is a list of objects with source, id_str, text, created_at, retweet_count,
-    in_reply_to_user_id_str, favorite_count and is_retweet. HTML entities in text (&amp; ...)
-    are unescaped; retweets (is_retweet, or text starting "RT @") are dropped unless
-    keep_retweets; http(s) links are removed unless keep_links. Tweets left empty are dropped.
-    """
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    if not paths:
-        raise RNNError("no tweet files given; pass a path or a list of paths to tweet-archive JSON files")
-    out = []
-    for path in paths:
-        p = Path(path)
-        raw = load_text(p)                                   # missing, binary, non-UTF-8: named there
-        try:
-            tweets = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise RNNError(f"{p} is not JSON: {err.msg} at line {err.lineno}, column {err.colno}; "
-                           f"give a tweet-archive file (a JSON list of tweets)") from None
-        if not isinstance(tweets, list) or not all(isinstance(t, dict) and isinstance(t.get("text"), str)
-                                                    for t in tweets):
-            raise RNNError(f"{p} is not a tweet archive: expected a JSON list of objects with a \"text\" field")
-        for t in tweets:
-            text = html.unescape(t["text"])
-            if not keep_retweets and (t.get("is_retweet") is True or text.startswith("RT @")):
-                continue
-            if not keep_links:
-                text = _LINK.sub("", text)
-            text = re.sub(r"[ \t]{2,}", " ", text.replace(EOT, "")).strip()
-            if text:
-                out.append(text + EOT)
-    if not out:
-        raise RNNError(f"no tweets left in {', '.join(map(str, paths))} after dropping retweets and empty ones")
-    return "".join(out)
 
 
 # ----------------------------------------------------------------------------- vocabulary
@@ -262,6 +222,27 @@ class _Buffers:
         self.eye = np.eye(K, dtype=dtype)      # one-hot rows, for dU as one matrix product
 
 
+def _backward_recurrence(dH, Hs, W, D, dA, tmp, keep=None) -> None:
+    """dL/da_t for t = T..1 into dA, from dL/dh_t through the output layer (dH) and the hidden
+    states h_t (Hs): dL/dh_t = dH_t + W^T dL/da_{t+1}, dL/da_t = dL/dh_t * (1 - h_t^2).
+
+    Shapes (T, m) for one stream or (T, B, m) for B side by side (W is applied from the right
+    to rows: dL/da W = (W^T dL/da)^T). dA may be dH itself: step t reads dH[t] before writing
+    dA[t]. keep (T, B, 1): where it is 0, step t + 1 started afresh, so dL/dh_t gets nothing
+    through it. D receives 1 - h_t^2 and tmp is work space, shape of one step.
+    """
+    np.multiply(Hs, Hs, out=D)
+    np.subtract(1.0, D, out=D)
+    T = len(dH)
+    np.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
+    for t in range(T - 2, -1, -1):
+        np.dot(dA[t + 1], W, out=tmp)   # W^T da_{t+1}, for every stream at once
+        if keep is not None:
+            tmp *= keep[t + 1]
+        tmp += dH[t]
+        np.multiply(tmp, D[t], out=dA[t])
+
+
 def _forward_backward(P: RNN, x: np.ndarray, y: np.ndarray, h0, buf: _Buffers, G: RNN) -> float:
     """Loss summed over the chunk; writes the gradients into G and h_1..h_T into buf.H[1:]."""
     T = len(x)
@@ -287,17 +268,733 @@ def _forward_backward(P: RNN, x: np.ndarray, y: np.ndarray, h0, buf: _Buffers, G
     np.dot(Pr.T, Hs, out=G.V)
     np.sum(Pr, axis=0, out=G.c[:, 0])
     np.dot(Pr, P.V, out=dH)
-    np.multiply(Hs, Hs, out=D)
-    np.subtract(1.0, D, out=D)
-    np.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
-    for t in range(T - 2, -1, -1):      # the backward recurrence: dh_t gets W^T da_{t+1}
-        np.dot(dA[t + 1], W, out=tmp)
-        tmp += dH[t]
-        np.multiply(tmp, D[t], out=dA[t])
+    _backward_recurrence(dH, Hs, W, D, dA, tmp)
     np.dot(dA.T, H[:-1], out=G.W)       # sum_t da_t h_{t-1}^T in one product
     np.sum(dA, axis=0, out=G.b[:, 0])
     np.dot(dA.T, buf.eye[x], out=G.U)   # sum_t da_t x_t^T
     return loss
+
+
+def _check_chunk(rnn: RNN, x, y, h0):
+    x, y = np.asarray(x, dtype=np.intp), np.asarray(y, dtype=np.intp)
+    if x.ndim not in (1, 2) or x.shape != y.shape or len(x) < 1 or x.size < 1:
+        raise RNNError(f"x and y must be index arrays of one shape (T,) or (T, B), got shapes {x.shape} and {y.shape}")
+    for name, ix in (("x", x), ("y", y)):
+        if ix.min() < 0 or ix.max() >= rnn.K:
+            raise RNNError(f"{name} holds indices outside 0..{rnn.K - 1}")
+    h0 = np.asarray(h0, dtype=np.float64)
+    B = 1 if x.ndim == 1 else x.shape[1]
+    if h0.size != rnn.m * B:
+        raise RNNError(f"h0 must have shape ({rnn.m}, {B}), got shape {h0.shape}")
+    return x, y, h0
+
+
+def loss_and_grads(rnn: RNN, x, y, h0, *, reset_ix: int | None = None) -> tuple[float, RNN, np.ndarray]:
+    """Cross-entropy summed over the T characters, its unclipped gradients, and h_T.
+
+    x, y : int arrays of shape (T,); h0 : (m, 1). Returns (loss, grads, h_last (m, 1)).
+    A mini-batch: x, y of shape (T, B), column j one stream, and h0 (m, B). The loss is then
+    the mean over the B streams of each one's summed loss (what `train` uses with batch_size B),
+    and h_last has shape (m, B). reset_ix: see `train` (the hidden state restarts after it).
+    """
+    x, y, h0 = _check_chunk(rnn, x, y, h0)
+    G, grad = RNN.packed(rnn.K, rnn.m)
+    if x.ndim == 1 and reset_ix is None:
+        buf = _Buffers(rnn.K, rnn.m, len(x))
+        loss = _forward_backward(rnn, x, y, h0, buf, G)
+        return loss, G, buf.H[-1].reshape(-1, 1).copy()
+    X, Y = (x, y) if x.ndim == 2 else (x[:, None], y[:, None])
+    T, B = X.shape
+    buf = _BatchBuffers(rnn.K, rnn.m, T, B, reset_ix is not None)
+    H0 = h0.reshape(rnn.m, B).T
+    loss = _forward_backward_batch(rnn, X, Y, H0, buf, G, _resets(X, reset_ix), 1 / B) / B
+    return loss, G, buf.H[-1].T.copy()
+
+
+# ----------------------------------------------------------------------------- gradient checks
+
+def _perturbed_losses(P: RNN, x, y, h0, name: str, delta, chunk: int = 2048) -> np.ndarray:
+    """Per-character losses of many copies of the model at once, shape (size of `name`, T).
+
+    Copy n has element n (flat order) of parameter `name` moved by `delta`, real or complex.
+    The copies run side by side as the rows of one batch, by the plain forward formulas:
+    an evaluation independent of the backward pass that it checks.
+    """
+    K, m, T = P.K, P.m, len(x)
+    shape = RNN.shapes(K, m)[name]
+    size = math.prod(shape)
+    rows, cols = (np.unravel_index(np.arange(size), shape) + (np.zeros(size, dtype=np.intp),))[:2]
+    dtype = np.result_type(P.W.dtype, delta)
+    XU = (P.U[:, x] + P.b).T                          # (T, m)
+    steps = np.arange(T)[:, None]
+
+    def run(r, cc):                                    # losses (T, len(r)) of the copies r, cc
+        n, ar = len(r), np.arange(len(r))
+        recur = name in ("b", "U", "W")                # c and V leave the hidden states as they are:
+        h = np.repeat(h0.reshape(1, m).astype(dtype), n if recur else 1, axis=0)  # run them once
+        Hs = np.empty((T, len(h), m), dtype=dtype)
+        for t in range(T):
+            a = h @ P.W.T + XU[t]
+            if name == "b":
+                a[ar, r] += delta
+            elif name == "U":
+                a[ar, r] += delta * (cc == x[t])
+            elif name == "W":
+                a[ar, r] += delta * h[ar, cc]
+            h = Hs[t] = np.tanh(a)
+        O = np.repeat(Hs @ P.V.T + P.c.T, 1 if recur else n, axis=1)   # (T, n, K)
+        if name == "c":
+            O[:, ar, r] += delta
+        elif name == "V":
+            O[:, ar, r] += delta * Hs[:, 0, cc]
+        O -= O.real.max(axis=2, keepdims=True)         # a real shift keeps the loss analytic
+        return np.log(np.exp(O).sum(axis=2)) - O[steps, ar[None, :], y[:, None]]
+
+    out = np.empty((size, T), dtype=dtype)
+    todo = np.arange(size)
+    if name == "U":                                    # a column of U for a character not in x is
+        idle = ~np.isin(cols, x)                       # never used: those copies are the base model
+        out[idle] = run(rows[:1], np.array([-1])).T
+        todo = todo[~idle]
+    for s in range(0, len(todo), chunk):               # chunks bound memory (W at m=100: 10,000 copies)
+        part = todo[s:s + chunk]
+        out[part] = run(rows[part], cols[part]).T
+    return out
+
+
+def numerical_grads(rnn: RNN, x, y, h0, *, h: float = 1e-4) -> RNN:
+    """Centred differences (L(theta + h) - L(theta - h)) / 2h for every element.
+
+    The difference is taken character by character before summing over the chunk, which keeps
+    round-off near that of one character's loss (about 4) instead of the chunk's (about 100).
+    """
+    x, y, h0 = _check_chunk(rnn, x, y, h0)
+    P = rnn.copy()
+    out = []
+    for name, a in zip(RNN.NAMES, P.arrays()):
+        diff = _perturbed_losses(P, x, y, h0, name, h) - _perturbed_losses(P, x, y, h0, name, -h)
+        out.append((diff.sum(axis=1) / (2 * h)).reshape(a.shape))
+    return RNN(*out)
+
+
+def complex_step_grads(rnn: RNN, x, y, h0, *, step: float = 1e-30) -> RNN:
+    """dL/dtheta = Im L(theta + i*step) / step: no subtraction, so exact to machine precision."""
+    x, y, h0 = _check_chunk(rnn, x, y, h0)
+    P = rnn.copy()
+    out = []
+    for name, a in zip(RNN.NAMES, P.arrays()):
+        losses = _perturbed_losses(P, x, y, h0, name, 1j * step)
+        out.append((losses.imag.sum(axis=1) / step).reshape(a.shape))
+    return RNN(*out)
+
+
+def relative_error(ga, gn, eps: float = 1e-6) -> np.ndarray:
+    """|ga - gn| / max(eps, |ga| + |gn|), element by element: the course's measure."""
+    ga, gn = np.asarray(ga), np.asarray(gn)
+    return np.abs(ga - gn) / np.maximum(eps, np.abs(ga) + np.abs(gn))
+
+
+# ----------------------------------------------------------------------------- optimisers
+
+OPTIMIZERS = ("adagrad", "rmsprop", "adam")
+
+
+# A field so marked is a setting or a work array: rebuilt from the run's settings, never saved
+# with the run's state (see TrainState).
+_NOT_STATE = {"state": False}
+
+
+@dataclass
+class _Optimizer:
+    """One step over the flat parameter vector theta, given the flat gradient g.
+
+    M, S and t are the optimiser's state, saved and restored with the run (TrainState);
+    name and eta are settings.
+    """
+
+    name: str = field(metadata=_NOT_STATE)
+    eta: float = field(metadata=_NOT_STATE)
+    M: np.ndarray            # (n,) AdaGrad's sum of g^2, RMSProp's running mean of g^2, Adam's 1st moment
+    S: np.ndarray            # (n,) Adam's second moment; (0,) for the others
+    t: int = 0               # steps taken (Adam's bias correction uses it)
+    tmp: np.ndarray = field(init=False, repr=False, metadata=_NOT_STATE)
+
+    def __post_init__(self):
+        self.tmp = np.empty_like(self.M)
+
+    @classmethod
+    def new(cls, name: str, size: int, eta: float, dtype=np.float64) -> "_Optimizer":
+        return cls(name, eta, np.zeros(size, dtype), np.zeros(size if name == "adam" else 0, dtype))
+
+    def step(self, theta: np.ndarray, g: np.ndarray) -> None:
+        M, S, tmp, eta = self.M, self.S, self.tmp, self.eta
+        self.t += 1
+        if self.name == "adagrad":                   # M += g^2; theta -= eta g / sqrt(M + eps)
+            np.multiply(g, g, out=tmp)
+            M += tmp
+            np.add(M, 1e-8, out=tmp)
+        elif self.name == "rmsprop":                 # M = 0.9 M + 0.1 g^2
+            np.multiply(g, g, out=tmp)
+            tmp *= 0.1
+            M *= 0.9
+            M += tmp
+            np.add(M, 1e-8, out=tmp)
+        else:                                        # Adam, bias-corrected, eps 1e-8
+            M *= 0.9
+            np.multiply(g, 0.1, out=tmp)
+            M += tmp
+            np.multiply(g, g, out=tmp)
+            tmp *= 0.001
+            S *= 0.999
+            S += tmp
+            np.divide(S, 1 - 0.999 ** self.t, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += 1e-8
+            np.divide(M, tmp, out=tmp)
+            theta -= (eta / (1 - 0.9 ** self.t)) * tmp
+            return
+        np.sqrt(tmp, out=tmp)
+        np.divide(g, tmp, out=tmp)
+        tmp *= eta
+        theta -= tmp
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def _check_top_p(top_p) -> float:
+    if isinstance(top_p, bool) or not (isinstance(top_p, (int, float, np.floating)) and 0 < top_p <= 1):
+        raise RNNError(f"top_p must be in (0, 1], got {top_p!r}")
+    return float(top_p)
+
+
+def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
+               temperature: float = 1.0, top_p: float = 1.0, stop_ix: int | None = None) -> np.ndarray:
+    """Draw n characters, each from p_t by its cumulative sum, starting from h0 (m, 1) and input x0.
+
+    temperature divides the logits; top_p keeps the smallest set of most probable characters
+    whose total probability reaches top_p, renormalised. Returns int array of shape (n,).
+    stop_ix: stop early when this character (the end of a tweet) is drawn; it is not returned.
+    """
+    if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0 and math.isfinite(temperature)):
+        raise RNNError(f"temperature must be > 0, got {temperature!r}")
+    _check_top_p(top_p)
+    n = _check_int("n", n, low=0)
+    if not (isinstance(x0, (int, np.integer)) and 0 <= x0 < rnn.K):
+        raise RNNError(f"x0 must be a character index in 0..{rnn.K - 1}, got {x0!r}")
+    h = np.array(h0, dtype=np.float64).reshape(-1)
+    if h.size != rnn.m:
+        raise RNNError(f"h0 must have m={rnn.m} entries, got shape {np.shape(h0)}")
+    K, m = rnn.K, rnn.m
+    rnn = rnn.astype(np.float64)         # a float32 model too
+    W = rnn.W
+    XU = (rnn.U + rnn.b).T.copy()        # (K, m): row k is U x + b for x = character k, done once
+    Vc = np.hstack([rnn.V, rnn.c]) / temperature  # (K, m+1): [V c] [h; 1] = V h + c in one product;
+    hh = np.ones(m + 1)                  # temperature is folded into the weights
+    hh[:m] = h
+    h = hh[:m]                           # a view: tanh writes h_t straight into [h; 1]
+    # |o_k| <= sum_j |Vc_kj| since |h_j| <= 1: while that stays far below exp's overflow
+    # at 709, softmax needs no max-shift.
+    shift = float(np.abs(Vc).sum(axis=1).max()) > 600
+    u = rng.random(n).tolist()           # all uniform draws at once
+    out = np.empty(n, dtype=np.intp)
+    a, o, cp = np.empty(m), np.empty(K), np.empty(K)
+    accumulate = np.add.accumulate       # cumsum without np.cumsum's Python wrapper (3x faster here)
+    x = int(x0)
+    for i in range(n):
+        np.dot(W, h, out=a)
+        a += XU[x]
+        np.tanh(a, out=h)
+        np.dot(Vc, hh, out=o)
+        if shift:
+            o -= o.max()
+        np.exp(o, out=o)                 # unnormalised p_t: the draw below scales u instead
+        if top_p < 1.0:
+            order = np.argsort(-o, kind="stable")
+            mass = accumulate(o[order])
+            keep = int(mass.searchsorted(top_p * mass[-1])) + 1   # first prefix reaching top_p
+            o[order[keep:]] = 0.0
+        accumulate(o, out=cp)
+        x = int(cp.searchsorted(u[i] * cp[-1], "right"))   # first k with cp_k > u
+        if x == stop_ix:
+            return out[:i]
+        out[i] = x
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+CHUNK_ORDERS = ("sequential", "shuffled")
+BEST_BY = ("smooth", "val")
+DTYPES = ("float64", "float32")
+
+_PER_UPDATE = {"per_update": True}   # an array with an entry per update: its first k are the state
+_RAGGED = {"ragged": True}           # a list of int arrays of different lengths
+
+
+@dataclass
+class TrainState:
+    """Everything a training run is after k updates.
+
+    A checkpoint writes it whole (state_dict) and a resume reads it whole (load_state_dict):
+    a field added here is saved and restored with no other line changing. Fields marked
+    _NOT_STATE are rebuilt from the settings instead.
+    """
+
+    theta: np.ndarray            # (n,) the parameters b, c, U, W, V, flat, in the run's dtype
+    opt: _Optimizer              # the optimiser's state: M, S (flat like theta) and t
+    hprev: np.ndarray            # (B, m) the hidden state each stream carries into its next chunk
+    order: np.ndarray            # shuffled chunks: this epoch's chunk numbers, in the order read
+    rng: np.random.Generator     # the run's generator (its state is saved)
+    best: np.ndarray             # (n,) the best parameters so far
+    loss: np.ndarray = field(metadata=_PER_UPDATE)           # (n_updates,) the loss of each update
+    smooth_loss: np.ndarray = field(metadata=_PER_UPDATE)    # (n_updates,) the smooth loss after it
+    epoch: np.ndarray = field(metadata=_PER_UPDATE)          # (n_updates,) the epoch it belongs to
+    k: int = 0                   # updates done
+    e: int = 0                   # sequential chunks: where stream 0's next chunk starts
+    pos: int = 0                 # shuffled chunks: how many of `order` are done
+    current_epoch: int = 0
+    smooth: float = 0.0          # the smooth loss after update k
+    sample_update: list = field(default_factory=list)                     # samples: when drawn,
+    sample_text: list = field(default_factory=list, metadata=_RAGGED)     # and their characters
+    val_update: list = field(default_factory=list)   # validation: the updates scored after,
+    val_loss: list = field(default_factory=list)     # and the held-out loss per character there
+    best_update: int = 0
+    best_smooth_loss: float = math.inf
+    best_val_loss: float = math.nan
+    seconds: float = 0.0         # training time, over every session of the run
+    P: RNN | None = field(default=None, repr=False, metadata=_NOT_STATE)   # theta as b, c, U, W, V
+
+    @classmethod
+    def new(cls, rnn: RNN, *, n_updates: int, batch_size: int, n_order: int, optimizer: str, eta: float,
+            rng: np.random.Generator, dtype) -> "TrainState":
+        """The state before the first update: rnn's parameters (copied, in dtype), h = 0;
+        n_order is the length of `order` (the number of chunks when they are shuffled, else 0)."""
+        P, theta = RNN.packed(rnn.K, rnn.m, dtype)
+        for dst, src in zip(P.arrays(), rnn.arrays()):
+            dst[...] = src
+        return cls(theta=theta, opt=_Optimizer.new(optimizer, theta.size, eta, dtype),
+                   hprev=np.zeros((batch_size, rnn.m), dtype), order=np.zeros(n_order, np.int64), rng=rng,
+                   best=theta.copy(), loss=np.empty(n_updates), smooth_loss=np.empty(n_updates),
+                   epoch=np.empty(n_updates, np.int64), P=P)
+
+    def record(self, loss: float, track_best: bool) -> None:
+        """Update k + 1 is done: smooth its loss, keep both, and keep the model if it is the best."""
+        k = self.k
+        self.smooth = loss if k == 0 else 0.999 * self.smooth + 0.001 * loss
+        self.loss[k], self.smooth_loss[k], self.epoch[k] = loss, self.smooth, self.current_epoch
+        self.k = k + 1
+        if track_best and self.smooth < self.best_smooth_loss:
+            self.best_smooth_loss, self.best_update = self.smooth, k + 1
+            np.copyto(self.best, self.theta)   # theta after update k + 1: the model this smooth loss is of
+
+    def state_dict(self) -> dict:
+        """Every saved field by name (the optimiser's as opt.M, ...): arrays, or values for JSON."""
+        out = {}
+        for name, f, _, value in _state_fields(self):
+            if f.metadata.get("per_update"):
+                value = value[:self.k]
+            elif f.metadata.get("ragged"):
+                out[name + "_lengths"] = np.array([len(a) for a in value], dtype=np.int64)
+                value = np.concatenate(value).astype(np.int64) if value else np.zeros(0, np.int64)
+            elif isinstance(value, np.random.Generator):
+                value = value.bit_generator.state
+            out[name] = value
+        return out
+
+    def load_state_dict(self, saved: dict, where) -> None:
+        """Take every field from `saved` (as state_dict makes it), checked against this state's
+        own: arrays keep their shape and dtype, numbers their type. where names the source."""
+        def damaged(what):
+            return RNNError(f"{where}: {what}; the file is damaged or from another version: "
+                            f"start the run again without resume")
+        for name, f, owner, value in _state_fields(self):
+            if name not in saved:
+                raise damaged(f"it has no {name}")
+            new = saved[name]
+            if isinstance(value, np.ndarray):
+                new = np.asarray(new)
+                want = (saved.get("k"),) if f.metadata.get("per_update") else value.shape
+                if new.shape != want or new.dtype != value.dtype:
+                    raise damaged(f"{name} is {new.dtype} of shape {new.shape}, expected {value.dtype} of "
+                                  f"shape {want}")
+                value[:len(new)] = new          # in place: P's arrays are views of theta
+            elif isinstance(value, np.random.Generator):
+                try:
+                    value.bit_generator.state = new
+                except (TypeError, ValueError, KeyError) as err:
+                    raise damaged(f"its generator state is not usable ({err})") from None
+            elif f.metadata.get("ragged"):
+                lengths = np.asarray(saved.get(name + "_lengths", []), dtype=np.int64)
+                flat = np.asarray(new, dtype=np.intp)
+                if (lengths < 0).any() or lengths.sum() != len(flat):
+                    raise damaged(f"the lengths of {name} do not add up")
+                setattr(owner, f.name, np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else [])
+            else:
+                kind = type(value)
+                if isinstance(new, np.ndarray) and kind is list:     # format 1 kept these as arrays
+                    new = new.tolist()
+                ok = (isinstance(new, (int, float)) and not isinstance(new, bool)) if kind is float \
+                    else isinstance(new, kind) and not isinstance(new, bool)
+                if not ok:
+                    raise damaged(f"{name} is {new!r}, expected a {kind.__name__}")
+                setattr(owner, f.name, kind(new))
+
+    def history(self) -> "History":
+        """The run so far as a History (models as float64; samples labelled with the smooth loss)."""
+        k = self.k
+        best, best_flat = RNN.packed(self.P.K, self.P.m)
+        best_flat[...] = self.best
+        # sample j was drawn from the model after j updates: label it with the smooth loss then
+        samples = [(j, float(self.smooth_loss[max(j - 1, 0)]) if k else math.nan, ix)
+                   for j, ix in zip(self.sample_update, self.sample_text)]
+        return History(loss=self.loss[:k], smooth_loss=self.smooth_loss[:k], epoch=self.epoch[:k],
+                       samples=samples, val_update=np.array(self.val_update, dtype=np.int64),
+                       val_loss=np.array(self.val_loss, dtype=np.float64), best=best,
+                       best_update=self.best_update, best_smooth_loss=self.best_smooth_loss,
+                       best_val_loss=self.best_val_loss, seconds=self.seconds)
+
+
+def _state_fields(obj, prefix: str = ""):
+    """(name, field, owner, value) of each saved field of a state, nested objects flattened."""
+    for f in fields(obj):
+        if f.metadata.get("state", True):
+            value = getattr(obj, f.name)
+            if is_dataclass(value):
+                yield from _state_fields(value, f"{prefix}{f.name}.")
+            else:
+                yield prefix + f.name, f, obj, value
+
+
+@dataclass
+class History:
+    """What a training run records.
+
+    loss, smooth_loss : float arrays of shape (updates done,), entry k for update k + 1
+    epoch : int array of the same shape, the epoch (0-based) each update belongs to
+    samples : list of (updates done, smooth loss then, text); the first at 0 updates
+    val_update, val_loss : when a validation text is given, the updates after which it was
+        scored and its loss there, in nats per character
+    best : the parameters with the lowest smooth loss (or validation loss, best_by="val"),
+        reached after best_update updates; best_smooth_loss is the smooth loss then
+    stopped : "" when all n_updates ran, "interrupted" (Ctrl-C) or "diverged" (NaN or
+        infinite loss); message says what happened and what to do
+    resumed_from : the update the run continued from, 0 for a fresh run
+    seconds : training time over every session of the run (a resumed run's included)
+    """
+
+    loss: np.ndarray
+    smooth_loss: np.ndarray
+    epoch: np.ndarray
+    samples: list = field(default_factory=list)
+    val_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    best: RNN | None = None
+    best_update: int = 0
+    best_smooth_loss: float = math.inf
+    best_val_loss: float = math.nan
+    stopped: str = ""
+    message: str = ""
+    resumed_from: int = 0
+    seconds: float = 0.0
+
+    @property
+    def updates(self) -> int:
+        return len(self.loss)
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not value > 0 or not math.isfinite(value):
+        raise RNNError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+class _Reader:
+    """How training reads the text: which chunk each update learns from (in the assignment's
+    order, B streams side by side, or shuffled), and the pass that learns from it."""
+
+    def __init__(self, data: np.ndarray, K: int, m: int, *, T: int, B: int, order: str, reset_ix,
+                 loss_reduction: str, dtype):
+        N = len(data)
+        if N < T + 1:
+            raise RNNError(f"the text has {N} characters, fewer than seq_length + 1 = {T + 1}; "
+                           f"use a longer text or a smaller seq_length")
+        if data.min() < 0 or data.max() >= K:
+            raise RNNError(f"data holds indices outside 0..{K - 1}: encode the text with the model's vocabulary")
+        self.L = (N - 1) // B                 # characters each stream reads (sequential order)
+        self.n_chunks = (N - 1) // T          # chunk starts (shuffled order)
+        if order == "sequential" and self.L < T:
+            raise RNNError(f"batch_size {B} leaves {self.L} characters per stream, fewer than seq_length = {T}; "
+                           f"use a smaller batch_size (at most {(N - 1) // T})")
+        if order == "shuffled" and self.n_chunks < B:
+            raise RNNError(f"the text has {self.n_chunks} chunks of seq_length = {T}, fewer than batch_size = {B}")
+        if reset_ix is not None and not (isinstance(reset_ix, (int, np.integer)) and 0 <= reset_ix < K):
+            raise RNNError(f"reset_ix must be a character index in 0..{K - 1}, got {reset_ix!r}")
+        self.data, self.T, self.B, self.order, self.reset_ix, self.dtype = data, T, B, order, reset_ix, dtype
+        self.batched = B > 1 or reset_ix is not None or order == "shuffled"
+        self.buf = _BatchBuffers(K, m, T, B, reset_ix is not None, dtype) if self.batched \
+            else _Buffers(K, m, T, dtype)
+        self.G, self.grad = RNN.packed(K, m, dtype)     # the gradients, as b, c, U, W, V and flat
+        self.stream_starts = np.arange(B) * self.L
+        self.steps_and_one = np.arange(T + 1)[:, None]
+        self.scale = (1.0 / T if loss_reduction == "mean" else 1.0) / B
+
+    @property
+    def n_order(self) -> int:
+        """The length of TrainState.order: the chunks of one shuffled epoch (none in sequence)."""
+        return self.n_chunks if self.order == "shuffled" else 0
+
+    def start(self, st: TrainState) -> None:
+        """A fresh run: the first epoch's order of chunks, when they are shuffled."""
+        if self.order == "shuffled":
+            st.order = st.rng.permutation(self.n_chunks)
+
+    def next_chunk(self, st: TrainState) -> np.ndarray:
+        """Where each stream's next chunk starts, shape (B,). At the end of the text a new epoch
+        starts from the beginning (or a new shuffled order) with h = 0."""
+        if self.order == "sequential":
+            if st.e > self.L - self.T:        # B = 1: e > N - T - 1, the assignment's test
+                st.e, st.current_epoch = 0, st.current_epoch + 1
+                st.hprev[:] = 0.0
+            return self.stream_starts + st.e
+        if st.pos + self.B > self.n_chunks:
+            st.order, st.pos, st.current_epoch = st.rng.permutation(self.n_chunks), 0, st.current_epoch + 1
+        st.hprev[:] = 0.0                     # each shuffled chunk from h = 0
+        return st.order[st.pos:st.pos + self.B] * self.T
+
+    def learn(self, st: TrainState, starts: np.ndarray) -> float:
+        """Forward and backward pass of the chunks at `starts`: their loss (summed or averaged as
+        the run's loss_reduction says, mean over streams), its gradient in self.grad, and the
+        last hidden states carried into st.hprev."""
+        buf, T = self.buf, self.T
+        if self.batched:
+            XY = self.data[starts[None, :] + self.steps_and_one]   # (T + 1, B): X is rows 0..T-1,
+            X, Y = XY[:-1], XY[1:]                                 # Y rows 1..T
+            loss = _forward_backward_batch(st.P, X, Y, st.hprev, buf, self.G,
+                                           _resets(X, self.reset_ix, self.dtype), self.scale) * self.scale
+        else:
+            e = st.e
+            loss = _forward_backward(st.P, self.data[e:e + T], self.data[e + 1:e + T + 1], st.hprev[0],
+                                     buf, self.G) * self.scale
+            if self.scale != 1.0:             # the batched pass scales its gradients itself
+                self.grad *= self.scale
+        st.hprev[...] = buf.H[T]
+        return loss
+
+    def advance(self, st: TrainState) -> None:
+        if self.order == "sequential":
+            st.e += self.T
+        else:
+            st.pos += self.B
+
+
+class _Watch:
+    """How a run is watched: samples of text, held-out scores and the best model by them,
+    progress, and checkpoints (with the time they have cost so far)."""
+
+    def __init__(self, *, n_updates, sample_every, sample_length, progress, val_data, val_every, best_by,
+                 reset_ix, checkpoint, checkpoint_every, config):
+        self.n_updates, self.sample_every, self.sample_length = n_updates, sample_every, sample_length
+        self.progress, self.val_data, self.val_every, self.best_by = progress, val_data, val_every, best_by
+        self.reset_ix, self.checkpoint, self.checkpoint_every = reset_ix, checkpoint, checkpoint_every
+        self.config = config
+
+    def begin(self, st: TrainState) -> None:
+        self.k0 = self.saved_at = st.k
+        self.clock, self.seconds0 = time.perf_counter(), st.seconds
+        if self.val_update_off_grid(st):      # the last session's closing score: a run
+            del st.val_update[-1], st.val_loss[-1]   # never stopped has none there
+
+    def val_update_off_grid(self, st: TrainState) -> bool:
+        return bool(st.val_update) and st.val_update[-1] % self.val_every != 0
+
+    def checkpoint_due(self, k: int) -> bool:
+        return k > self.k0 and (k % self.checkpoint_every == 0 or k == self.n_updates)
+
+    def save(self, st: TrainState) -> None:
+        """The state before update k + 1, which a resume starts from."""
+        st.seconds = self.seconds0 + time.perf_counter() - self.clock
+        if self.checkpoint is not None:
+            _write_checkpoint(Path(self.checkpoint), self.config, st.state_dict())
+            self.saved_at = st.k
+
+    def sample(self, st: TrainState, x0: int) -> None:
+        """Every sample_every updates: sample_length characters from hprev and the input x0."""
+        if st.k % self.sample_every == 0 and self.sample_length:
+            st.sample_update.append(st.k)
+            st.sample_text.append(synthesize(st.P, st.hprev[0], x0, self.sample_length, rng=st.rng))
+
+    def after_update(self, st: TrainState) -> None:
+        k = st.k
+        if self.val_data is not None and (k % self.val_every == 0 or k == self.n_updates):
+            v = evaluate(st.P, self.val_data, reset_ix=self.reset_ix)
+            st.val_update.append(k)
+            st.val_loss.append(v)
+            if self.best_by == "val" and k % self.val_every == 0 and not v >= st.best_val_loss:  # also the first (nan)
+                st.best_val_loss, st.best_update = v, k
+                st.best_smooth_loss = float(st.smooth_loss[k - 1]) if k else math.nan
+                np.copyto(st.best, st.theta)
+        if self.progress is not None and k % 100 == 0:
+            self.progress(k, st.smooth)
+
+    def end(self, st: TrainState) -> None:
+        st.seconds = self.seconds0 + time.perf_counter() - self.clock
+        if self.progress is not None and st.k % 100:
+            self.progress(st.k, st.smooth)
+
+
+def _fingerprint(data: np.ndarray) -> str:
+    return f"{len(data)}:{zlib.crc32(np.ascontiguousarray(data, dtype=np.int64).tobytes()):08x}"
+
+
+class _SigintFlag:
+    """While active, Ctrl-C (SIGINT) sets .hit instead of raising: the loop stops between updates.
+
+    A second Ctrl-C raises KeyboardInterrupt as usual. Only the main thread can take signals;
+    elsewhere this does nothing.
+    """
+
+    def __init__(self):
+        self.hit, self._old = False, None
+
+    def _handle(self, signum, frame):
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_length: int = 25,
+          eta: float = 0.1, optimizer: str = "adagrad", clip: float = 5.0, loss_reduction: str = "sum",
+          sample_every: int = 10_000, sample_length: int = 200,
+          progress: Callable[[int, float], None] | None = None,
+          batch_size: int = 1, chunk_order: str = "sequential", reset_ix: int | None = None,
+          val_data=None, val_every: int = 5000, best_by: str = "smooth",
+          checkpoint=None, checkpoint_every: int = 10_000, resume: bool = False,
+          info: dict | None = None, dtype: str = "float64") -> History:
+    """Train `rnn` in place with the assignment's loop and return its History.
+
+    data : int array of shape (N,), the encoded text. The position e steps by seq_length;
+    hprev carries over between chunks; when e > N - seq_length - 1, e returns to 0 and hprev
+    to zeros (a new epoch). Gradients are clipped element-wise to [-clip, clip].
+    smooth_loss starts at the first loss, then 0.999 smooth_loss + 0.001 loss.
+    loss_reduction "sum" (2017-2024) or "mean" over the chunk (2025).
+    Samples of sample_length characters are drawn with h0 = hprev and x0 = the current input,
+    at 0 updates and every sample_every updates. progress(updates_done, smooth_loss) is called
+    every 100 updates and at the end.
+
+    batch_size B > 1: B streams read the text side by side from B evenly spaced positions
+        (each its own piece of (N - 1) // B characters, with its own hprev); one update per
+        B x seq_length characters. An update's loss (and so its gradient) is the mean over
+        the B streams of each stream's chunk loss, so the loss keeps the scale of B = 1.
+    chunk_order "shuffled": every epoch visits the chunk starts 0, T, 2T, ... once each in a
+        new random order, each chunk from hprev = 0 (with B > 1, B chunks per update; the last
+        fewer than B of an epoch are left out).
+    reset_ix : a character index (the end of a tweet) after which the hidden state restarts
+        from zero: when it is the input x_t, h_{t-1} is taken as 0.
+    val_data : an encoded held-out text; scored every val_every updates and at the end
+        (`evaluate`, nats per character). best_by="val" picks the best model by that score.
+    checkpoint : a file path. Every checkpoint_every updates, at the end, and when stopped by
+        Ctrl-C, the whole TrainState (parameters, optimiser, position, hprev, smooth loss,
+        history, best model, random generator, time) is written there atomically. resume=True
+        continues from it up to n_updates, giving the same History, bit for bit, as a run never
+        stopped. info (JSON-able, e.g. the vocabulary) is stored with it and must match on resume.
+    dtype "float32": parameters, gradients, optimiser state and the forward and backward
+        passes in float32 (losses are still summed in float64). About twice as fast with
+        mini-batches; digits beyond float32's 7 differ from a float64 run. Samples, validation
+        scores and the returned models are computed and stored in float64.
+    Ctrl-C stops between two updates: the History so far is returned with stopped="interrupted".
+    A NaN or infinite loss stops before that update, stopped="diverged"; the checkpoint file
+    keeps the last good state.
+    """
+    n_updates = _check_int("n_updates", n_updates)
+    eta, clip = _check_positive("eta", eta), _check_positive("clip", clip)
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("loss_reduction", loss_reduction, ("sum", "mean"))
+    _check_choice("chunk_order", chunk_order, CHUNK_ORDERS)
+    _check_choice("best_by", best_by, BEST_BY)
+    f = np.dtype(_check_choice("dtype", dtype, DTYPES))
+    data = np.asarray(data, dtype=np.intp)
+    K, m = rnn.K, rnn.m
+    reader = _Reader(data, K, m, T=_check_int("seq_length", seq_length), B=_check_int("batch_size", batch_size),
+                     order=chunk_order, reset_ix=reset_ix, loss_reduction=loss_reduction, dtype=f)
+    if val_data is not None:
+        val_data = np.asarray(val_data, dtype=np.intp)
+        if len(val_data) < 2 or val_data.min() < 0 or val_data.max() >= K:
+            raise RNNError("val_data must be an encoded text of at least 2 characters of the same vocabulary")
+    elif best_by == "val":
+        raise RNNError('best_by="val" needs a validation text: set val_fraction > 0')
+    if resume and checkpoint is None:
+        raise RNNError("resume=True needs the checkpoint file to continue from")
+    # what a checkpoint must agree with to be resumed (n_updates may grow)
+    config = {"K": K, "m": m, "seq_length": reader.T, "eta": eta, "optimizer": optimizer, "clip": clip,
+              "loss_reduction": loss_reduction, "sample_every": _check_int("sample_every", sample_every),
+              "sample_length": _check_int("sample_length", sample_length, low=0), "batch_size": reader.B,
+              "chunk_order": chunk_order, "reset_ix": None if reset_ix is None else int(reset_ix),
+              "val_every": _check_int("val_every", val_every), "best_by": best_by, "data": _fingerprint(data),
+              "val_data": None if val_data is None else _fingerprint(val_data), "dtype": dtype,
+              "info": info or {}}
+    watch = _Watch(n_updates=n_updates, sample_every=sample_every, sample_length=sample_length, progress=progress,
+                   val_data=val_data, val_every=val_every, best_by=best_by, reset_ix=reset_ix,
+                   checkpoint=checkpoint, checkpoint_every=_check_int("checkpoint_every", checkpoint_every),
+                   config=config)
+
+    st = TrainState.new(rnn, n_updates=n_updates, batch_size=reader.B, n_order=reader.n_order, optimizer=optimizer,
+                        eta=eta, rng=rng, dtype=f)
+    if resume:
+        st.load_state_dict(_read_checkpoint(Path(checkpoint), config, n_updates), checkpoint)
+    else:
+        reader.start(st)
+    watch.begin(st)
+    stopped = message = ""
+    with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):  # a NaN is caught below
+        while True:
+            interrupted = sigint.hit and st.k < n_updates
+            if interrupted or watch.checkpoint_due(st.k):
+                watch.save(st)
+            if interrupted:
+                stopped = "interrupted"
+                message = (f"training stopped by Ctrl-C after {st.k:,} of {n_updates:,} updates; "
+                           f"the run so far is kept, and resume=True continues it")
+                break
+            starts = reader.next_chunk(st)               # the next chunk of each stream
+            watch.sample(st, int(data[starts[0]]))       # every sample_every updates
+            if st.k == n_updates:
+                break
+            loss = reader.learn(st, starts)              # forward and backward pass
+            if not math.isfinite(loss):
+                stopped = "diverged"
+                last = f"; the last finite smooth loss was {st.smooth:.4g} at update {st.k:,}" if st.k else ""
+                message = (f"the loss became {loss} at update {st.k + 1:,}{last}. Lower eta "
+                           f"(now {eta:g}) or clip (now {clip:g}) and train again"
+                           + (f"; the checkpoint keeps update {watch.saved_at:,}" if checkpoint else ""))
+                break
+            np.clip(reader.grad, -clip, clip, out=reader.grad)   # one pass: 3x faster than min then max
+            st.opt.step(st.theta, reader.grad)
+            st.record(loss, track_best=best_by == "smooth")     # smooth loss, history, best; k + 1
+            reader.advance(st)
+            watch.after_update(st)                       # validation, progress
+    watch.end(st)
+    hist = st.history()
+    hist.stopped, hist.message, hist.resumed_from = stopped, message, watch.k0
+    for dst, src in zip(rnn.arrays(), st.P.arrays()):
+        dst[...] = src
+    return hist
+
+
+# =============================================================================
+# Beyond the assignment: mini-batches (the batched pass), tweets, validation, files.
+# =============================================================================
+
+# ----------------------------------------------------------------------------- the batched pass
 
 
 class _BlasThreads:
@@ -448,18 +1145,9 @@ def _forward_backward_batch(P: RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray
     _matmul_tn(Pr, Hs, G.V, buf)
     np.matmul(ones[:n], Pr, out=G.c[:, 0])
     np.matmul(Pr, P.V, out=dH.reshape(n, m))
-    np.multiply(H[1:], H[1:], out=D)
-    np.subtract(1.0, D, out=D)
     dA = dH                             # dL/da_t overwrites dL/dh_t once step t has used it
-    np.multiply(dH[T - 1], D[T - 1], out=dA[T - 1])
-    W = P.W
     with _blas.serial():
-        for t in range(T - 2, -1, -1):
-            np.dot(dA[t + 1], W, out=tmp)     # dL/dh_t through step t + 1 ...
-            if keep is not None:
-                tmp *= keep[t + 1]           # ... unless step t + 1 started afresh
-            tmp += dH[t]
-            np.multiply(tmp, D[t], out=dA[t])
+        _backward_recurrence(dH, H[1:], P.W, D, dA, tmp, keep)
     dA2 = dA.reshape(n, m)
     _matmul_tn(dA2, Hin.reshape(n, m), G.W, buf)
     np.matmul(ones[:n], dA2, out=G.b[:, 0])
@@ -477,6 +1165,51 @@ def _resets(X: np.ndarray, reset_ix: int | None, dtype=np.float64) -> np.ndarray
         return None
     return (X != reset_ix).astype(dtype)[:, :, None]
 
+
+# ----------------------------------------------------------------------------- tweets
+
+EOT = "\x03"   # end of a tweet: a control character no tweet contains once load_tweets is done
+_LINK = re.compile(r"https?://\S+")
+
+
+def load_tweets(paths, *, keep_retweets: bool = False, keep_links: bool = False) -> str:
+    """The training text of one or more tweet-archive JSON files, each tweet ended by EOT.
+
+    Each file is a list of objects with source, id_str, text, created_at, retweet_count,
+    in_reply_to_user_id_str, favorite_count and is_retweet. HTML entities in text (&amp; ...)
+    are unescaped; retweets (is_retweet, or text starting "RT @") are dropped unless
+    keep_retweets; http(s) links are removed unless keep_links. Tweets left empty are dropped.
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise RNNError("no tweet files given; pass a path or a list of paths to tweet-archive JSON files")
+    out = []
+    for path in paths:
+        p = Path(path)
+        raw = load_text(p)                                   # missing, binary, non-UTF-8: named there
+        try:
+            tweets = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise RNNError(f"{p} is not JSON: {err.msg} at line {err.lineno}, column {err.colno}; "
+                           f"give a tweet-archive file (a JSON list of tweets)") from None
+        if not isinstance(tweets, list) or not all(isinstance(t, dict) and isinstance(t.get("text"), str)
+                                                    for t in tweets):
+            raise RNNError(f"{p} is not a tweet archive: expected a JSON list of objects with a \"text\" field")
+        for t in tweets:
+            text = html.unescape(t["text"])
+            if not keep_retweets and (t.get("is_retweet") is True or text.startswith("RT @")):
+                continue
+            if not keep_links:
+                text = _LINK.sub("", text)
+            text = re.sub(r"[ \t]{2,}", " ", text.replace(EOT, "")).strip()
+            if text:
+                out.append(text + EOT)
+    if not out:
+        raise RNNError(f"no tweets left in {', '.join(map(str, paths))} after dropping retweets and empty ones")
+    return "".join(out)
+
+
+# ----------------------------------------------------------------------------- validation
 
 def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, T: int = 100) -> float:
     """Mean cross-entropy per character (nats) of predicting data[1:] from data[:-1].
@@ -522,537 +1255,6 @@ def evaluate(rnn: RNN, data, *, streams: int = 64, reset_ix: int | None = None, 
             total -= float(O[np.arange(len(O)), Y.reshape(-1)].sum() - np.log(np.exp(O).sum(axis=1)).sum())
             h = h.copy()                # Hs is overwritten by the next block
     return total / (L * S)
-
-
-def _check_chunk(rnn: RNN, x, y, h0):
-    x, y = np.asarray(x, dtype=np.intp), np.asarray(y, dtype=np.intp)
-    if x.ndim not in (1, 2) or x.shape != y.shape or len(x) < 1 or x.size < 1:
-        raise RNNError(f"x and y must be index arrays of one shape (T,) or (T, B), got shapes {x.shape} and {y.shape}")
-    for name, ix in (("x", x), ("y", y)):
-        if ix.min() < 0 or ix.max() >= rnn.K:
-            raise RNNError(f"{name} holds indices outside 0..{rnn.K - 1}")
-    h0 = np.asarray(h0, dtype=np.float64)
-    B = 1 if x.ndim == 1 else x.shape[1]
-    if h0.size != rnn.m * B:
-        raise RNNError(f"h0 must have shape ({rnn.m}, {B}), got shape {h0.shape}")
-    return x, y, h0
-
-
-def loss_and_grads(rnn: RNN, x, y, h0, *, reset_ix: int | None = None) -> tuple[float, RNN, np.ndarray]:
-    """Cross-entropy summed over the T characters, its unclipped gradients, and h_T.
-
-    x, y : int arrays of shape (T,); h0 : (m, 1). Returns (loss, grads, h_last (m, 1)).
-    A mini-batch: x, y of shape (T, B), column j one stream, and h0 (m, B). The loss is then
-    the mean over the B streams of each one's summed loss (what `train` uses with batch_size B),
-    and h_last has shape (m, B). reset_ix: see `train` (the hidden state restarts after it).
-    """
-    x, y, h0 = _check_chunk(rnn, x, y, h0)
-    G, grad = RNN.packed(rnn.K, rnn.m)
-    if x.ndim == 1 and reset_ix is None:
-        buf = _Buffers(rnn.K, rnn.m, len(x))
-        loss = _forward_backward(rnn, x, y, h0, buf, G)
-        return loss, G, buf.H[-1].reshape(-1, 1).copy()
-    X, Y = (x, y) if x.ndim == 2 else (x[:, None], y[:, None])
-    T, B = X.shape
-    buf = _BatchBuffers(rnn.K, rnn.m, T, B, reset_ix is not None)
-    H0 = h0.reshape(rnn.m, B).T
-    loss = _forward_backward_batch(rnn, X, Y, H0, buf, G, _resets(X, reset_ix), 1 / B) / B
-    return loss, G, buf.H[-1].T.copy()
-
-
-# ----------------------------------------------------------------------------- gradient checks
-
-def _perturbed_losses(P: RNN, x, y, h0, name: str, delta, chunk: int = 2048) -> np.ndarray:
-    """Per-character losses of many copies of the model at once, shape (size of `name`, T).
-
-    Copy n has element n (flat order) of parameter `name` moved by `delta`, real or complex.
-    The copies run side by side as the rows of one batch, by the plain forward formulas:
-    an evaluation independent of the backward pass that it checks.
-    """
-    K, m, T = P.K, P.m, len(x)
-    shape = RNN.shapes(K, m)[name]
-    size = math.prod(shape)
-    rows, cols = (np.unravel_index(np.arange(size), shape) + (np.zeros(size, dtype=np.intp),))[:2]
-    dtype = np.result_type(P.W.dtype, delta)
-    XU = (P.U[:, x] + P.b).T                          # (T, m)
-    steps = np.arange(T)[:, None]
-
-    def run(r, cc):                                    # losses (T, len(r)) of the copies r, cc
-        n, ar = len(r), np.arange(len(r))
-        recur = name in ("b", "U", "W")                # c and V leave the hidden states as they are:
-        h = np.repeat(h0.reshape(1, m).astype(dtype), n if recur else 1, axis=0)  # run them once
-        Hs = np.empty((T, len(h), m), dtype=dtype)
-        for t in range(T):
-            a = h @ P.W.T + XU[t]
-            if name == "b":
-                a[ar, r] += delta
-            elif name == "U":
-                a[ar, r] += delta * (cc == x[t])
-            elif name == "W":
-                a[ar, r] += delta * h[ar, cc]
-            h = Hs[t] = np.tanh(a)
-        O = np.repeat(Hs @ P.V.T + P.c.T, 1 if recur else n, axis=1)   # (T, n, K)
-        if name == "c":
-            O[:, ar, r] += delta
-        elif name == "V":
-            O[:, ar, r] += delta * Hs[:, 0, cc]
-        O -= O.real.max(axis=2, keepdims=True)         # a real shift keeps the loss analytic
-        return np.log(np.exp(O).sum(axis=2)) - O[steps, ar[None, :], y[:, None]]
-
-    out = np.empty((size, T), dtype=dtype)
-    todo = np.arange(size)
-    if name == "U":                                    # a column of U for a character not in x is
-        idle = ~np.isin(cols, x)                       # never used: those copies are the base model
-        out[idle] = run(rows[:1], np.array([-1])).T
-        todo = todo[~idle]
-    for s in range(0, len(todo), chunk):               # chunks bound memory (W at m=100: 10,000 copies)
-        part = todo[s:s + chunk]
-        out[part] = run(rows[part], cols[part]).T
-    return out
-
-
-def numerical_grads(rnn: RNN, x, y, h0, *, h: float = 1e-4) -> RNN:
-    """Centred differences (L(theta + h) - L(theta - h)) / 2h for every element.
-
-    The difference is taken character by character before summing over the chunk, which keeps
-    round-off near that of one character's loss (about 4) instead of the chunk's (about 100).
-    """
-    x, y, h0 = _check_chunk(rnn, x, y, h0)
-    P = rnn.copy()
-    out = []
-    for name, a in zip(RNN.NAMES, P.arrays()):
-        diff = _perturbed_losses(P, x, y, h0, name, h) - _perturbed_losses(P, x, y, h0, name, -h)
-        out.append((diff.sum(axis=1) / (2 * h)).reshape(a.shape))
-    return RNN(*out)
-
-
-def complex_step_grads(rnn: RNN, x, y, h0, *, step: float = 1e-30) -> RNN:
-    """dL/dtheta = Im L(theta + i*step) / step: no subtraction, so exact to machine precision."""
-    x, y, h0 = _check_chunk(rnn, x, y, h0)
-    P = rnn.copy()
-    out = []
-    for name, a in zip(RNN.NAMES, P.arrays()):
-        losses = _perturbed_losses(P, x, y, h0, name, 1j * step)
-        out.append((losses.imag.sum(axis=1) / step).reshape(a.shape))
-    return RNN(*out)
-
-
-def relative_error(ga, gn, eps: float = 1e-6) -> np.ndarray:
-    """|ga - gn| / max(eps, |ga| + |gn|), element by element: the course's measure."""
-    ga, gn = np.asarray(ga), np.asarray(gn)
-    return np.abs(ga - gn) / np.maximum(eps, np.abs(ga) + np.abs(gn))
-
-
-# ----------------------------------------------------------------------------- optimisers
-
-OPTIMIZERS = ("adagrad", "rmsprop", "adam")
-
-
-class _Optimizer:
-    """One step over the flat parameter vector. State arrays are flat too (see `state`)."""
-
-    def __init__(self, name: str, size: int, eta: float, dtype=np.float64):
-        self.name, self.eta, self.t = name, eta, 0
-        self.M = np.zeros(size, dtype)               # AdaGrad sum / RMSProp mean of g^2; Adam's first moment
-        self.S = np.zeros(size if name == "adam" else 0, dtype)  # Adam's second moment
-        self.tmp = np.empty(size, dtype)
-
-    def step(self, theta: np.ndarray, g: np.ndarray) -> None:
-        M, S, tmp, eta = self.M, self.S, self.tmp, self.eta
-        self.t += 1
-        if self.name == "adagrad":                   # M += g^2; theta -= eta g / sqrt(M + eps)
-            np.multiply(g, g, out=tmp)
-            M += tmp
-            np.add(M, 1e-8, out=tmp)
-        elif self.name == "rmsprop":                 # M = 0.9 M + 0.1 g^2
-            np.multiply(g, g, out=tmp)
-            tmp *= 0.1
-            M *= 0.9
-            M += tmp
-            np.add(M, 1e-8, out=tmp)
-        else:                                        # Adam, bias-corrected, eps 1e-8
-            M *= 0.9
-            np.multiply(g, 0.1, out=tmp)
-            M += tmp
-            np.multiply(g, g, out=tmp)
-            tmp *= 0.001
-            S *= 0.999
-            S += tmp
-            np.divide(S, 1 - 0.999 ** self.t, out=tmp)
-            np.sqrt(tmp, out=tmp)
-            tmp += 1e-8
-            np.divide(M, tmp, out=tmp)
-            theta -= (eta / (1 - 0.9 ** self.t)) * tmp
-            return
-        np.sqrt(tmp, out=tmp)
-        np.divide(g, tmp, out=tmp)
-        tmp *= eta
-        theta -= tmp
-
-
-# ----------------------------------------------------------------------------- sampling
-
-def _check_top_p(top_p) -> float:
-    if isinstance(top_p, bool) or not (isinstance(top_p, (int, float, np.floating)) and 0 < top_p <= 1):
-        raise RNNError(f"top_p must be in (0, 1], got {top_p!r}")
-    return float(top_p)
-
-
-def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
-               temperature: float = 1.0, top_p: float = 1.0, stop_ix: int | None = None) -> np.ndarray:
-    """Draw n characters, each from p_t by its cumulative sum, starting from h0 (m, 1) and input x0.
-
-    temperature divides the logits; top_p keeps the smallest set of most probable characters
-    whose total probability reaches top_p, renormalised. Returns int array of shape (n,).
-    stop_ix: stop early when this character (the end of a tweet) is drawn; it is not returned.
-    """
-    if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0 and math.isfinite(temperature)):
-        raise RNNError(f"temperature must be > 0, got {temperature!r}")
-    _check_top_p(top_p)
-    n = _check_int("n", n, low=0)
-    if not (isinstance(x0, (int, np.integer)) and 0 <= x0 < rnn.K):
-        raise RNNError(f"x0 must be a character index in 0..{rnn.K - 1}, got {x0!r}")
-    h = np.array(h0, dtype=np.float64).reshape(-1)
-    if h.size != rnn.m:
-        raise RNNError(f"h0 must have m={rnn.m} entries, got shape {np.shape(h0)}")
-    K, m = rnn.K, rnn.m
-    rnn = rnn.astype(np.float64)         # a float32 model too
-    W = rnn.W
-    XU = (rnn.U + rnn.b).T.copy()        # (K, m): row k is U x + b for x = character k, done once
-    Vc = np.hstack([rnn.V, rnn.c]) / temperature  # (K, m+1): [V c] [h; 1] = V h + c in one product;
-    hh = np.ones(m + 1)                  # temperature is folded into the weights
-    hh[:m] = h
-    h = hh[:m]                           # a view: tanh writes h_t straight into [h; 1]
-    # |o_k| <= sum_j |Vc_kj| since |h_j| <= 1: while that stays far below exp's overflow
-    # at 709, softmax needs no max-shift.
-    shift = float(np.abs(Vc).sum(axis=1).max()) > 600
-    u = rng.random(n).tolist()           # all uniform draws at once
-    out = np.empty(n, dtype=np.intp)
-    a, o, cp = np.empty(m), np.empty(K), np.empty(K)
-    accumulate = np.add.accumulate       # cumsum without np.cumsum's Python wrapper (3x faster here)
-    x = int(x0)
-    for i in range(n):
-        np.dot(W, h, out=a)
-        a += XU[x]
-        np.tanh(a, out=h)
-        np.dot(Vc, hh, out=o)
-        if shift:
-            o -= o.max()
-        np.exp(o, out=o)                 # unnormalised p_t: the draw below scales u instead
-        if top_p < 1.0:
-            order = np.argsort(-o, kind="stable")
-            mass = accumulate(o[order])
-            keep = int(mass.searchsorted(top_p * mass[-1])) + 1   # first prefix reaching top_p
-            o[order[keep:]] = 0.0
-        accumulate(o, out=cp)
-        x = int(cp.searchsorted(u[i] * cp[-1], "right"))   # first k with cp_k > u
-        if x == stop_ix:
-            return out[:i]
-        out[i] = x
-    return out
-
-
-# ----------------------------------------------------------------------------- training
-
-CHUNK_ORDERS = ("sequential", "shuffled")
-BEST_BY = ("smooth", "val")
-DTYPES = ("float64", "float32")
-
-
-@dataclass
-class History:
-    """What a training run records.
-
-    loss, smooth_loss : float arrays of shape (updates done,), entry k for update k + 1
-    epoch : int array of the same shape, the epoch (0-based) each update belongs to
-    samples : list of (updates done, smooth loss then, text); the first at 0 updates
-    val_update, val_loss : when a validation text is given, the updates after which it was
-        scored and its loss there, in nats per character
-    best : the parameters with the lowest smooth loss (or validation loss, best_by="val"),
-        reached after best_update updates; best_smooth_loss is the smooth loss then
-    stopped : "" when all n_updates ran, "interrupted" (Ctrl-C) or "diverged" (NaN or
-        infinite loss); message says what happened and what to do
-    resumed_from : the update the run continued from, 0 for a fresh run
-    """
-
-    loss: np.ndarray
-    smooth_loss: np.ndarray
-    epoch: np.ndarray
-    samples: list = field(default_factory=list)
-    val_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    best: RNN | None = None
-    best_update: int = 0
-    best_smooth_loss: float = math.inf
-    best_val_loss: float = math.nan
-    stopped: str = ""
-    message: str = ""
-    resumed_from: int = 0
-
-    @property
-    def updates(self) -> int:
-        return len(self.loss)
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not value > 0 or not math.isfinite(value):
-        raise RNNError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def _fingerprint(data: np.ndarray) -> str:
-    return f"{len(data)}:{zlib.crc32(np.ascontiguousarray(data, dtype=np.int64).tobytes()):08x}"
-
-
-class _SigintFlag:
-    """While active, Ctrl-C (SIGINT) sets .hit instead of raising: the loop stops between updates.
-
-    A second Ctrl-C raises KeyboardInterrupt as usual. Only the main thread can take signals;
-    elsewhere this does nothing.
-    """
-
-    def __init__(self):
-        self.hit, self._old = False, None
-
-    def _handle(self, signum, frame):
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-
-
-def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_length: int = 25,
-          eta: float = 0.1, optimizer: str = "adagrad", clip: float = 5.0, loss_reduction: str = "sum",
-          sample_every: int = 10_000, sample_length: int = 200,
-          progress: Callable[[int, float], None] | None = None,
-          batch_size: int = 1, chunk_order: str = "sequential", reset_ix: int | None = None,
-          val_data=None, val_every: int = 5000, best_by: str = "smooth",
-          checkpoint=None, checkpoint_every: int = 10_000, resume: bool = False,
-          info: dict | None = None, dtype: str = "float64") -> History:
-    """Train `rnn` in place with the assignment's loop and return its History.
-
-    data : int array of shape (N,), the encoded text. The position e steps by seq_length;
-    hprev carries over between chunks; when e > N - seq_length - 1, e returns to 0 and hprev
-    to zeros (a new epoch). Gradients are clipped element-wise to [-clip, clip].
-    smooth_loss starts at the first loss, then 0.999 smooth_loss + 0.001 loss.
-    loss_reduction "sum" (2017-2024) or "mean" over the chunk (2025).
-    Samples of sample_length characters are drawn with h0 = hprev and x0 = the current input,
-    at 0 updates and every sample_every updates. progress(updates_done, smooth_loss) is called
-    every 100 updates and at the end.
-
-    batch_size B > 1: B streams read the text side by side from B evenly spaced positions
-        (each its own piece of (N - 1) // B characters, with its own hprev); one update per
-        B x seq_length characters. An update's loss (and so its gradient) is the mean over
-        the B streams of each stream's chunk loss, so the loss keeps the scale of B = 1.
-    chunk_order "shuffled": every epoch visits the chunk starts 0, T, 2T, ... once each in a
-        new random order, each chunk from hprev = 0 (with B > 1, B chunks per update; the last
-        fewer than B of an epoch are left out).
-    reset_ix : a character index (the end of a tweet) after which the hidden state restarts
-        from zero: when it is the input x_t, h_{t-1} is taken as 0.
-    val_data : an encoded held-out text; scored every val_every updates and at the end
-        (`evaluate`, nats per character). best_by="val" picks the best model by that score.
-    checkpoint : a file path. Every checkpoint_every updates, at the end, and when stopped by
-        Ctrl-C, the full state (parameters, optimiser, position, hprev, smooth loss, history,
-        best model, random generator) is written there atomically. resume=True continues from
-        it up to n_updates, giving the same History, bit for bit, as a run never stopped.
-        info (JSON-able, e.g. the vocabulary) is stored with it and must match on resume.
-    dtype "float32": parameters, gradients, optimiser state and the forward and backward
-        passes in float32 (losses are still summed in float64). About twice as fast with
-        mini-batches; digits beyond float32's 7 differ from a float64 run. Samples, validation
-        scores and the returned models are computed and stored in float64.
-    Ctrl-C stops between two updates: the History so far is returned with stopped="interrupted".
-    A NaN or infinite loss stops before that update, stopped="diverged"; the checkpoint file
-    keeps the last good state.
-    """
-    n_updates = _check_int("n_updates", n_updates)
-    T = _check_int("seq_length", seq_length)
-    B = _check_int("batch_size", batch_size)
-    sample_every = _check_int("sample_every", sample_every)
-    sample_length = _check_int("sample_length", sample_length, low=0)
-    val_every = _check_int("val_every", val_every)
-    checkpoint_every = _check_int("checkpoint_every", checkpoint_every)
-    eta = _check_positive("eta", eta)
-    clip = _check_positive("clip", clip)
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
-    _check_choice("loss_reduction", loss_reduction, ("sum", "mean"))
-    _check_choice("chunk_order", chunk_order, CHUNK_ORDERS)
-    _check_choice("best_by", best_by, BEST_BY)
-    f = np.dtype(_check_choice("dtype", dtype, DTYPES))
-    data = np.asarray(data, dtype=np.intp)
-    N, K, m = len(data), rnn.K, rnn.m
-    if N < T + 1:
-        raise RNNError(f"the text has {N} characters, fewer than seq_length + 1 = {T + 1}; "
-                       f"use a longer text or a smaller seq_length")
-    if data.min() < 0 or data.max() >= K:
-        raise RNNError(f"data holds indices outside 0..{K - 1}: encode the text with the model's vocabulary")
-    L = (N - 1) // B                    # characters each stream reads (sequential order)
-    n_chunks = (N - 1) // T             # chunk starts in shuffled order
-    if chunk_order == "sequential" and L < T:
-        raise RNNError(f"batch_size {B} leaves {L} characters per stream, fewer than seq_length = {T}; "
-                       f"use a smaller batch_size (at most {(N - 1) // T})")
-    if chunk_order == "shuffled" and n_chunks < B:
-        raise RNNError(f"the text has {n_chunks} chunks of seq_length = {T}, fewer than batch_size = {B}")
-    if val_data is not None:
-        val_data = np.asarray(val_data, dtype=np.intp)
-        if len(val_data) < 2 or val_data.min() < 0 or val_data.max() >= K:
-            raise RNNError("val_data must be an encoded text of at least 2 characters of the same vocabulary")
-    elif best_by == "val":
-        raise RNNError('best_by="val" needs a validation text: set val_fraction > 0')
-    if reset_ix is not None and not (isinstance(reset_ix, (int, np.integer)) and 0 <= reset_ix < K):
-        raise RNNError(f"reset_ix must be a character index in 0..{K - 1}, got {reset_ix!r}")
-    if resume and checkpoint is None:
-        raise RNNError("resume=True needs the checkpoint file to continue from")
-
-    config = {"K": K, "m": m, "seq_length": T, "eta": eta, "optimizer": optimizer, "clip": clip,
-              "loss_reduction": loss_reduction, "sample_every": sample_every,
-              "sample_length": sample_length, "batch_size": B, "chunk_order": chunk_order,
-              "reset_ix": None if reset_ix is None else int(reset_ix), "val_every": val_every,
-              "best_by": best_by, "data": _fingerprint(data),
-              "val_data": None if val_data is None else _fingerprint(val_data), "dtype": dtype,
-              "info": info or {}}
-
-    P, theta = RNN.packed(K, m, f)
-    G, grad = RNN.packed(K, m, f)
-    best = np.empty_like(theta)
-    opt = _Optimizer(optimizer, theta.size, eta, f)
-    hist = History(loss=np.empty(n_updates), smooth_loss=np.empty(n_updates),
-                   epoch=np.empty(n_updates, dtype=np.int64))
-    val_update, val_loss = [], []
-    batched = B > 1 or reset_ix is not None or chunk_order == "shuffled"
-    hprev = np.zeros((B, m), f)
-    e, epoch, smooth, k0 = 0, 0, 0.0, 0
-    order, pos = np.zeros(0, dtype=np.intp), 0       # shuffled order: chunk numbers, next one
-    if resume:
-        st = _read_checkpoint(Path(checkpoint), config, n_updates)
-        theta[...], opt.M[...], opt.S[...], opt.t = st["theta"], st["M"], st["S"], st["t"]
-        best[...], hprev[...] = st["best"], st["hprev"]
-        e, epoch, smooth, k0 = st["e"], st["current_epoch"], st["smooth"], st["k"]
-        order, pos = st["order"], st["pos"]
-        for name in ("loss", "smooth_loss", "epoch"):
-            getattr(hist, name)[:k0] = st[name]
-        hist.samples = st["samples"]
-        val_update, val_loss = st["val_update"], st["val_loss"]
-        hist.best_update, hist.best_smooth_loss = st["best_update"], st["best_smooth_loss"]
-        hist.best_val_loss = st["best_val_loss"]
-        hist.resumed_from = k0
-        if val_update and val_update[-1] % val_every:   # the last run's closing score, off the grid:
-            del val_update[-1], val_loss[-1]              # a run never stopped has none there
-        rng.bit_generator.state = st["rng"]
-    else:
-        for dst, src in zip(P.arrays(), rnn.arrays()):
-            dst[...] = src
-        np.copyto(best, theta)
-        if chunk_order == "shuffled":
-            order = rng.permutation(n_chunks)
-
-    def save(k):
-        if checkpoint is not None:
-            _write_checkpoint(Path(checkpoint), config, {
-                "k": k, "e": e, "current_epoch": epoch, "smooth": smooth, "t": opt.t, "pos": pos,
-                "best_update": hist.best_update, "best_smooth_loss": hist.best_smooth_loss,
-                "best_val_loss": hist.best_val_loss, "rng": rng.bit_generator.state},
-                {"theta": theta, "M": opt.M, "S": opt.S, "best": best, "hprev": hprev, "order": order,
-                 "loss": hist.loss[:k], "smooth_loss": hist.smooth_loss[:k], "epoch": hist.epoch[:k],
-                 "val_update": np.array(val_update, dtype=np.int64),
-                 "val_loss": np.array(val_loss, dtype=np.float64)}, hist.samples)
-
-    def score(k):
-        v = evaluate(P, val_data, reset_ix=reset_ix)
-        val_update.append(k)
-        val_loss.append(v)
-        if best_by == "val" and k % val_every == 0 and not v >= hist.best_val_loss:   # also the first (nan)
-            hist.best_val_loss, hist.best_update = v, k
-            hist.best_smooth_loss = float(hist.smooth_loss[k - 1]) if k else math.nan
-            np.copyto(best, theta)
-
-    buf = _BatchBuffers(K, m, T, B, reset_ix is not None, f) if batched else _Buffers(K, m, T, f)
-    steps_and_one = np.arange(T + 1)[:, None]
-    stream_starts = np.arange(B) * L
-    scale = (1.0 / T if loss_reduction == "mean" else 1.0) / B
-    last_good = k0
-    with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):  # a NaN is caught below
-        k = k0
-        while True:
-            stop = sigint.hit and k < n_updates
-            if stop or (k > k0 and (k % checkpoint_every == 0 or k == n_updates)):
-                save(k)                  # the state before update k + 1: what resume starts from
-                last_good = k
-            if stop:
-                hist.stopped = "interrupted"
-                hist.message = (f"training stopped by Ctrl-C after {k:,} of {n_updates:,} updates; "
-                                f"the run so far is kept, and resume=True continues it")
-                break
-            if chunk_order == "sequential":
-                if e > L - T:            # B = 1: e > N - T - 1, the assignment's test
-                    e, epoch = 0, epoch + 1
-                    hprev[:] = 0.0
-                starts = stream_starts + e
-            else:
-                if pos + B > n_chunks:
-                    order, pos, epoch = rng.permutation(n_chunks), 0, epoch + 1
-                starts = order[pos:pos + B] * T
-                hprev[:] = 0.0
-            if k % sample_every == 0 and sample_length:
-                text_ix = synthesize(P, hprev[0], int(data[starts[0]]), sample_length, rng=rng)
-                hist.samples.append((k, None, text_ix))
-            if k == n_updates:
-                break
-            if batched:
-                XY = data[starts[None, :] + steps_and_one]   # (T + 1, B): X is rows 0..T-1,
-                X, Y = XY[:-1], XY[1:]                       # Y rows 1..T
-                loss = _forward_backward_batch(P, X, Y, hprev, buf, G, _resets(X, reset_ix, f),
-                                               scale) * scale
-            else:
-                loss = _forward_backward(P, data[e:e + T], data[e + 1:e + T + 1], hprev[0], buf, G) * scale
-            if not math.isfinite(loss):
-                hist.stopped = "diverged"
-                last = f"; the last finite smooth loss was {smooth:.4g} at update {k:,}" if k else ""
-                hist.message = (f"the loss became {loss} at update {k + 1:,}{last}. Lower eta "
-                                f"(now {eta:g}) or clip (now {clip:g}) and train again"
-                                + (f"; the checkpoint keeps update {last_good:,}" if checkpoint else ""))
-                break
-            hprev[...] = buf.H[T]
-            if scale != 1.0 and not batched:  # the batched pass scales its gradients itself
-                grad *= scale
-            np.clip(grad, -clip, clip, out=grad)       # one pass: 3x faster than min then max
-            opt.step(theta, grad)
-            smooth = loss if k == 0 else 0.999 * smooth + 0.001 * loss
-            hist.loss[k], hist.smooth_loss[k], hist.epoch[k] = loss, smooth, epoch
-            if best_by == "smooth" and smooth < hist.best_smooth_loss:
-                hist.best_smooth_loss, hist.best_update = smooth, k + 1
-                np.copyto(best, theta)   # theta is after update k + 1: the model this smooth loss belongs to
-            if chunk_order == "sequential":
-                e += T
-            else:
-                pos += B
-            k += 1
-            if val_data is not None and (k % val_every == 0 or k == n_updates):
-                score(k)
-            if progress is not None and k % 100 == 0:
-                progress(k, smooth)
-    if progress is not None and k % 100:
-        progress(k, smooth)
-    for name in ("loss", "smooth_loss", "epoch"):
-        setattr(hist, name, getattr(hist, name)[:k])
-    # sample k was drawn from the model after k updates: label it with the smooth loss then
-    hist.samples = [(j, float(hist.smooth_loss[max(j - 1, 0)]) if k else math.nan, ix)
-                    for j, _, ix in hist.samples]
-    hist.val_update, hist.val_loss = np.array(val_update, dtype=np.int64), np.array(val_loss, dtype=np.float64)
-    Bm, best_flat = RNN.packed(K, m)
-    best_flat[...] = best
-    hist.best = Bm
-    for dst, src in zip(rnn.arrays(), P.arrays()):
-        dst[...] = src
-    return hist
 
 
 # ----------------------------------------------------------------------------- files
@@ -1116,34 +1318,48 @@ def load_model(path) -> tuple[RNN, Vocab, dict]:
     return rnn, vocab, meta
 
 
-def _write_checkpoint(path: Path, config: dict, state: dict, arrays: dict, samples: list) -> None:
-    """One .npz: the arrays, the samples (concatenated), and config and state as JSON bytes."""
-    out = {name: np.asarray(a) for name, a in arrays.items()}
-    out["sample_update"] = np.array([s[0] for s in samples], dtype=np.int64)
-    out["sample_length"] = np.array([len(s[2]) for s in samples], dtype=np.int64)
-    out["sample_text"] = np.concatenate([np.asarray(s[2], dtype=np.int64) for s in samples]) \
-        if samples else np.zeros(0, dtype=np.int64)
-    for name, obj in (("config", config), ("state", state)):
-        out[name] = _json_array(obj)
+CHECKPOINT_FORMAT = 2   # 1: before TrainState (read and upgraded); 2: TrainState.state_dict
+
+
+def _write_checkpoint(path: Path, config: dict, state: dict) -> None:
+    """One .npz: each array of the state (TrainState.state_dict) as a member; its other
+    values, and the run's config, as JSON bytes."""
+    arrays = {name: v for name, v in state.items() if isinstance(v, np.ndarray)}
+    values = {name: v for name, v in state.items() if not isinstance(v, np.ndarray)}
+    out = {**arrays, "config": _json_array({**config, "format": CHECKPOINT_FORMAT}), "state": _json_array(values)}
     _atomic_write(path, lambda f: np.savez(f, **out))
 
 
-_CHECKPOINT_ARRAYS = ("theta", "M", "S", "best", "hprev", "order", "loss", "smooth_loss", "epoch",
-                      "val_update", "val_loss", "sample_update", "sample_length", "sample_text")
+def _upgrade_format_1(saved: dict) -> dict:
+    """A checkpoint written before TrainState, in today's names: it resumes as it was."""
+    saved = dict(saved)
+    for name in ("M", "S", "t"):
+        saved["opt." + name] = saved.pop(name, None)
+    saved["sample_text_lengths"] = saved.pop("sample_length", None)
+    saved.setdefault("seconds", 0.0)      # format 1 did not keep the time
+    return saved
 
 
 def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:
-    """The state saved by _write_checkpoint, after checking that it belongs to this run."""
+    """The state saved by _write_checkpoint (for TrainState.load_state_dict), after checking
+    that it belongs to this run."""
     if not path.is_file():
         raise RNNError(f"no checkpoint at {path} to resume from; start the run without resume "
                        f"(it writes one every checkpoint_every updates)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            st = {k: z[k] for k in _CHECKPOINT_ARRAYS}
-            old, state = _from_json_array(z["config"]), _from_json_array(z["state"])
+            saved = {k: z[k] for k in z.files if k not in ("config", "state")}
+            old, values = _from_json_array(z["config"]), _from_json_array(z["state"])
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError) as err:
         raise RNNError(f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated "
                        f"or damaged: delete it and start the run again") from None
+    saved.update(values)
+    version = old.pop("format", 1)
+    if version == 1:
+        saved = _upgrade_format_1(saved)
+    elif version != CHECKPOINT_FORMAT:
+        raise RNNError(f"{path} was written by another version of rnn_core (checkpoint format {version}, "
+                       f"this one reads {CHECKPOINT_FORMAT}); resume it with that version, or start again")
     if old.get("info", {}).get("vocab", None) != config["info"].get("vocab", None) or old["K"] != config["K"]:
         raise RNNError(f"{path} was written for another vocabulary (K={old['K']}, this text has "
                        f"K={config['K']}); resume with the same data_path, or use a new run_dir")
@@ -1157,14 +1373,10 @@ def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:
     if diff:
         raise RNNError(f"{path} belongs to a run with other settings ({'; '.join(diff)}); resume "
                        f"with the same settings (only n_updates may change), or use a new run_dir")
-    if state["k"] > n_updates:
-        raise RNNError(f"{path} is at update {state['k']:,}, beyond n_updates = {n_updates:,}; "
-                       f"set n_updates >= {state['k']} to continue it")
-    size = sum(math.prod(s) for s in RNN.shapes(config["K"], config["m"]).values())
-    if st["theta"].shape != (size,) or st["best"].shape != (size,) or len(st["loss"]) != state["k"]:
-        raise RNNError(f"{path}: its arrays do not fit K={config['K']}, m={config['m']}; the file is damaged")
-    ends = np.cumsum(st["sample_length"])
-    texts = np.split(st["sample_text"].astype(np.intp), ends[:-1]) if len(ends) else []
-    samples = [(int(j), None, ix) for j, ix in zip(st["sample_update"].tolist(), texts)]
-    return {**state, **st, "order": st["order"].astype(np.intp), "samples": samples,
-            "val_update": st["val_update"].tolist(), "val_loss": st["val_loss"].tolist()}
+    k = saved.get("k")
+    if not isinstance(k, int) or k < 0:
+        raise RNNError(f"{path}: its update count is {k!r}; the file is damaged: start the run again")
+    if k > n_updates:
+        raise RNNError(f"{path} is at update {k:,}, beyond n_updates = {n_updates:,}; "
+                       f"set n_updates >= {k} to continue it")
+    return saved

@@ -421,3 +421,72 @@ def test_evaluate_with_resets_equals_the_textbook_loss(corpus):
     reset_ix = vocab.chars.index("\n")
     expected = tb.stream_loss(as_dict(rnn), text[:-1], text[1:], np.zeros((10, 1)), reset_ix) / (len(text) - 1)
     assert rc.evaluate(rnn, text, streams=1, reset_ix=reset_ix) == pytest.approx(expected, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- the state object
+
+def test_a_checkpoint_of_format_1_resumes_as_if_never_stopped(corpus, tmp_path):
+    """tests/data/checkpoint_format1.npz was written by rnn_core before TrainState (commit 30d0aa4),
+    by run(vocab, data, 250, ...) in the val+resets+mean mode; resumed today, it must continue
+    exactly as today's run of 450 updates that never stopped."""
+    _, vocab, data = corpus
+    path = tmp_path / "old.npz"
+    path.write_bytes((ROOT / "tests" / "data" / "checkpoint_format1.npz").read_bytes())
+    whole = run(vocab, data, 450, tmp_path / "whole.npz", **MODES["val+resets+mean"])
+    extended = run(vocab, data, 450, path, resume=True, **MODES["val+resets+mean"])
+    assert extended.resumed_from == 250
+    same_history(whole, extended)
+    with np.load(path) as z:                          # and it is saved again in today's format
+        assert rc._from_json_array(z["config"])["format"] == rc.CHECKPOINT_FORMAT
+
+
+def test_a_field_added_to_the_state_is_saved_and_restored_with_nothing_else_changed(corpus):
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Wider(rc.TrainState):
+        extra: np.ndarray = field(default_factory=lambda: np.zeros(3))
+        note: int = 0
+
+    _, vocab, _ = corpus
+    rnn = rc.init_rnn(vocab.K, 4, rng=np.random.default_rng(0))
+    kw = dict(n_updates=10, batch_size=1, n_order=0, optimizer="adam", eta=0.1, dtype=np.float64)
+    a = Wider.new(rnn, rng=np.random.default_rng(1), **kw)
+    a.extra[:] = [1.5, -2.0, 3.25]
+    a.note, a.opt.t, a.k = 7, 3, 2
+    a.loss[:2], a.opt.S[:] = [4.0, 5.0], 0.5
+    a.rng.random(5)
+    saved = a.state_dict()
+    assert {"extra", "note", "opt.M", "opt.S", "opt.t"} <= set(saved)
+    b = Wider.new(rnn, rng=np.random.default_rng(99), **kw)
+    b.load_state_dict(saved, "test")
+    assert b.extra.tolist() == [1.5, -2.0, 3.25] and b.note == 7 and b.opt.t == 3
+    assert b.loss[:2].tolist() == [4.0, 5.0] and (b.opt.S == 0.5).all()
+    assert b.rng.random() == a.rng.random()           # the generator continues where it was
+    assert b.P.W.base is b.theta or np.shares_memory(b.P.W, b.theta)   # P still views theta
+
+
+def test_a_damaged_state_field_is_named_in_one_line(corpus, tmp_path):
+    _, vocab, data = corpus
+    path = tmp_path / "ck.npz"
+    run(vocab, data, 120, path)
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    cases = {"theta": members["theta"][:-1], "hprev": members["hprev"].astype(np.float32)}
+    for name, bad in cases.items():
+        np.savez(path, **{**members, name: bad})
+        with pytest.raises(rc.RNNError, match=rf"ck.npz: {name} is float\d+ of shape .*, expected float64 of "
+                                              rf"shape .*; the file is damaged"):
+            run(vocab, data, 200, path, resume=True)
+    np.savez(path, **{**members, "config": rc._json_array({**rc._from_json_array(members["config"]), "format": 9})})
+    with pytest.raises(rc.RNNError, match="checkpoint format 9, this one reads 2"):
+        run(vocab, data, 200, path, resume=True)
+
+
+def test_training_time_adds_up_over_sessions(corpus, tmp_path):
+    _, vocab, data = corpus
+    first = run(vocab, data, 200, tmp_path / "ck.npz")
+    second = run(vocab, data, 400, tmp_path / "ck.npz", resume=True)
+    assert 0 < first.seconds < second.seconds
+    with np.load(tmp_path / "ck.npz") as z:
+        assert rc._from_json_array(z["state"])["seconds"] == pytest.approx(second.seconds, abs=0.05)
