@@ -10,8 +10,10 @@ T = seq_length characters per chunk.
 Shapes: b (m, 1), c (K, 1), U (m, K), W (m, m), V (K, m), all float64 (training
 can run in float32: see `train`).
 
-Sections follow the data: text -> vocabulary -> parameters -> forward and
-backward -> gradient checks -> optimisers -> sampling -> training -> files.
+Sections follow the assignment: text and vocabulary -> parameters -> the forward and
+backward pass of one chunk -> gradient checks -> optimisers -> sampling -> the training
+loop (train, and TrainState: everything a run is, which checkpoints save whole). Then what
+goes beyond it: the batched pass (mini-batches, shuffled chunks), tweets, validation, files.
 Every random draw comes from a numpy.random.Generator passed in by the caller.
 """
 from __future__ import annotations
@@ -185,6 +187,13 @@ def _check_choice(name: str, value, allowed) -> str:
     if value not in allowed:
         raise RNNError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
     return value
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not value > 0 or not math.isfinite(value):
+        raise RNNError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
 
 
 def init_rnn(K: int, m: int, *, rng: np.random.Generator, init: str = "normal", sigma: float = 0.01) -> RNN:
@@ -532,6 +541,154 @@ _RAGGED = {"ragged": True}           # a list of int arrays of different lengths
 
 
 @dataclass
+class History:
+    """What a training run records.
+
+    loss, smooth_loss : float arrays of shape (updates done,), entry k for update k + 1
+    epoch : int array of the same shape, the epoch (0-based) each update belongs to
+    samples : list of (updates done, smooth loss then, text); the first at 0 updates
+    val_update, val_loss : when a validation text is given, the updates after which it was
+        scored and its loss there, in nats per character
+    best : the parameters with the lowest smooth loss (or validation loss, best_by="val"),
+        reached after best_update updates; best_smooth_loss is the smooth loss then
+    stopped : "" when all n_updates ran, "interrupted" (Ctrl-C) or "diverged" (NaN or
+        infinite loss); message says what happened and what to do
+    resumed_from : the update the run continued from, 0 for a fresh run
+    seconds : training time over every session of the run (a resumed run's included)
+    """
+
+    loss: np.ndarray
+    smooth_loss: np.ndarray
+    epoch: np.ndarray
+    samples: list = field(default_factory=list)
+    val_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    best: RNN | None = None
+    best_update: int = 0
+    best_smooth_loss: float = math.inf
+    best_val_loss: float = math.nan
+    stopped: str = ""
+    message: str = ""
+    resumed_from: int = 0
+    seconds: float = 0.0
+
+    @property
+    def updates(self) -> int:
+        return len(self.loss)
+
+
+def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_length: int = 25,
+          eta: float = 0.1, optimizer: str = "adagrad", clip: float = 5.0, loss_reduction: str = "sum",
+          sample_every: int = 10_000, sample_length: int = 200,
+          progress: Callable[[int, float], None] | None = None,
+          batch_size: int = 1, chunk_order: str = "sequential", reset_ix: int | None = None,
+          val_data=None, val_every: int = 5000, best_by: str = "smooth",
+          checkpoint=None, checkpoint_every: int = 10_000, resume: bool = False,
+          info: dict | None = None, dtype: str = "float64") -> History:
+    """Train `rnn` in place with the assignment's loop and return its History.
+
+    data : int array of shape (N,), the encoded text. The position e steps by seq_length;
+    hprev carries over between chunks; when e > N - seq_length - 1, e returns to 0 and hprev
+    to zeros (a new epoch). Gradients are clipped element-wise to [-clip, clip].
+    smooth_loss starts at the first loss, then 0.999 smooth_loss + 0.001 loss.
+    loss_reduction "sum" (2017-2024) or "mean" over the chunk (2025).
+    Samples of sample_length characters are drawn with h0 = hprev and x0 = the current input,
+    at 0 updates and every sample_every updates. progress(updates_done, smooth_loss) is called
+    every 100 updates and at the end.
+
+    batch_size B > 1: B streams read the text side by side from B evenly spaced positions
+        (each its own piece of (N - 1) // B characters, with its own hprev); one update per
+        B x seq_length characters. An update's loss (and so its gradient) is the mean over
+        the B streams of each stream's chunk loss, so the loss keeps the scale of B = 1.
+    chunk_order "shuffled": every epoch visits the chunk starts 0, T, 2T, ... once each in a
+        new random order, each chunk from hprev = 0 (with B > 1, B chunks per update; the last
+        fewer than B of an epoch are left out).
+    reset_ix : a character index (the end of a tweet) after which the hidden state restarts
+        from zero: when it is the input x_t, h_{t-1} is taken as 0.
+    val_data : an encoded held-out text; scored every val_every updates and at the end
+        (`evaluate`, nats per character). best_by="val" picks the best model by that score.
+    checkpoint : a file path. Every checkpoint_every updates, at the end, and when stopped by
+        Ctrl-C, the whole TrainState (parameters, optimiser, position, hprev, smooth loss,
+        history, best model, random generator, time) is written there atomically. resume=True
+        continues from it up to n_updates, giving the same History, bit for bit, as a run never
+        stopped. info (JSON-able, e.g. the vocabulary) is stored with it and must match on resume.
+    dtype "float32": parameters, gradients, optimiser state and the forward and backward
+        passes in float32 (losses are still summed in float64). About twice as fast with
+        mini-batches; digits beyond float32's 7 differ from a float64 run. Samples, validation
+        scores and the returned models are computed and stored in float64.
+    Ctrl-C stops between two updates: the History so far is returned with stopped="interrupted".
+    A NaN or infinite loss stops before that update, stopped="diverged"; the checkpoint file
+    keeps the last good state.
+    """
+    n_updates = _check_int("n_updates", n_updates)
+    eta, clip = _check_positive("eta", eta), _check_positive("clip", clip)
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("loss_reduction", loss_reduction, ("sum", "mean"))
+    _check_choice("chunk_order", chunk_order, CHUNK_ORDERS)
+    _check_choice("best_by", best_by, BEST_BY)
+    f = np.dtype(_check_choice("dtype", dtype, DTYPES))
+    data = np.asarray(data, dtype=np.intp)
+    K, m = rnn.K, rnn.m
+    reader = _Reader(data, K, m, T=_check_int("seq_length", seq_length), B=_check_int("batch_size", batch_size),
+                     order=chunk_order, reset_ix=reset_ix, loss_reduction=loss_reduction, dtype=f)
+    if val_data is not None:
+        val_data = np.asarray(val_data, dtype=np.intp)
+        if len(val_data) < 2 or val_data.min() < 0 or val_data.max() >= K:
+            raise RNNError("val_data must be an encoded text of at least 2 characters of the same vocabulary")
+    elif best_by == "val":
+        raise RNNError('best_by="val" needs a validation text: set val_fraction > 0')
+    if resume and checkpoint is None:
+        raise RNNError("resume=True needs the checkpoint file to continue from")
+    # what a checkpoint must agree with to be resumed (n_updates may grow)
+    config = {"K": K, "m": m, "seq_length": reader.T, "eta": eta, "optimizer": optimizer, "clip": clip,
+              "loss_reduction": loss_reduction, "sample_every": _check_int("sample_every", sample_every),
+              "sample_length": _check_int("sample_length", sample_length, low=0), "batch_size": reader.B,
+              "chunk_order": chunk_order, "reset_ix": None if reset_ix is None else int(reset_ix),
+              "val_every": _check_int("val_every", val_every), "best_by": best_by, "data": _fingerprint(data),
+              "val_data": None if val_data is None else _fingerprint(val_data), "dtype": dtype,
+              "info": info or {}}
+    watch = _Watch(n_updates=n_updates, sample_every=sample_every, sample_length=sample_length, progress=progress,
+                   val_data=val_data, val_every=val_every, best_by=best_by, reset_ix=reset_ix,
+                   checkpoint=checkpoint, checkpoint_every=_check_int("checkpoint_every", checkpoint_every),
+                   config=config)
+
+    st = TrainState.new(rnn, n_updates=n_updates, batch_size=reader.B, n_order=reader.n_order, optimizer=optimizer,
+                        eta=eta, rng=rng, dtype=f)
+    if resume:
+        st.load_state_dict(_read_checkpoint(Path(checkpoint), config, n_updates), checkpoint)
+    else:
+        reader.start(st)
+    watch.begin(st)
+    stopped = message = ""
+    with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):  # a NaN is caught below
+        while True:
+            if sigint.hit and st.k < n_updates:
+                stopped, message = "interrupted", watch.stop_by_ctrl_c(st)   # saves the run so far
+                break
+            if watch.checkpoint_due(st.k):
+                watch.save(st)
+            starts = reader.next_chunk(st)               # the next chunk of each stream
+            watch.sample(st, int(data[starts[0]]))       # every sample_every updates
+            if st.k == n_updates:
+                break
+            loss = reader.learn(st, starts)              # forward and backward pass
+            if not math.isfinite(loss):
+                stopped, message = "diverged", watch.diverged(st, loss, eta=eta, clip=clip)
+                break
+            np.clip(reader.grad, -clip, clip, out=reader.grad)   # one pass: 3x faster than min then max
+            st.opt.step(st.theta, reader.grad)
+            st.record(loss, track_best=best_by == "smooth")     # smooth loss, history, best; k + 1
+            reader.advance(st)
+            watch.after_update(st)                       # validation, progress
+    watch.end(st)
+    hist = st.history()
+    hist.stopped, hist.message, hist.resumed_from = stopped, message, watch.k0
+    for dst, src in zip(rnn.arrays(), st.P.arrays()):
+        dst[...] = src
+    return hist
+
+
+@dataclass
 class TrainState:
     """Everything a training run is after k updates.
 
@@ -588,56 +745,12 @@ class TrainState:
             np.copyto(self.best, self.theta)   # theta after update k + 1: the model this smooth loss is of
 
     def state_dict(self) -> dict:
-        """Every saved field by name (the optimiser's as opt.M, ...): arrays, or values for JSON."""
-        out = {}
-        for name, f, _, value in _state_fields(self):
-            if f.metadata.get("per_update"):
-                value = value[:self.k]
-            elif f.metadata.get("ragged"):
-                out[name + "_lengths"] = np.array([len(a) for a in value], dtype=np.int64)
-                value = np.concatenate(value).astype(np.int64) if value else np.zeros(0, np.int64)
-            elif isinstance(value, np.random.Generator):
-                value = value.bit_generator.state
-            out[name] = value
-        return out
+        """Every saved field by name: what a checkpoint file holds (see _state_dict)."""
+        return _state_dict(self)
 
     def load_state_dict(self, saved: dict, where) -> None:
-        """Take every field from `saved` (as state_dict makes it), checked against this state's
-        own: arrays keep their shape and dtype, numbers their type. where names the source."""
-        def damaged(what):
-            return RNNError(f"{where}: {what}; the file is damaged or from another version: "
-                            f"start the run again without resume")
-        for name, f, owner, value in _state_fields(self):
-            if name not in saved:
-                raise damaged(f"it has no {name}")
-            new = saved[name]
-            if isinstance(value, np.ndarray):
-                new = np.asarray(new)
-                want = (saved.get("k"),) if f.metadata.get("per_update") else value.shape
-                if new.shape != want or new.dtype != value.dtype:
-                    raise damaged(f"{name} is {new.dtype} of shape {new.shape}, expected {value.dtype} of "
-                                  f"shape {want}")
-                value[:len(new)] = new          # in place: P's arrays are views of theta
-            elif isinstance(value, np.random.Generator):
-                try:
-                    value.bit_generator.state = new
-                except (TypeError, ValueError, KeyError) as err:
-                    raise damaged(f"its generator state is not usable ({err})") from None
-            elif f.metadata.get("ragged"):
-                lengths = np.asarray(saved.get(name + "_lengths", []), dtype=np.int64)
-                flat = np.asarray(new, dtype=np.intp)
-                if (lengths < 0).any() or lengths.sum() != len(flat):
-                    raise damaged(f"the lengths of {name} do not add up")
-                setattr(owner, f.name, np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else [])
-            else:
-                kind = type(value)
-                if isinstance(new, np.ndarray) and kind is list:     # format 1 kept these as arrays
-                    new = new.tolist()
-                ok = (isinstance(new, (int, float)) and not isinstance(new, bool)) if kind is float \
-                    else isinstance(new, kind) and not isinstance(new, bool)
-                if not ok:
-                    raise damaged(f"{name} is {new!r}, expected a {kind.__name__}")
-                setattr(owner, f.name, kind(new))
+        """Every saved field from `saved`, checked (see _load_state_dict); where names the source."""
+        _load_state_dict(self, saved, where)
 
     def history(self) -> "History":
         """The run so far as a History (models as float64; samples labelled with the smooth loss)."""
@@ -652,61 +765,6 @@ class TrainState:
                        val_loss=np.array(self.val_loss, dtype=np.float64), best=best,
                        best_update=self.best_update, best_smooth_loss=self.best_smooth_loss,
                        best_val_loss=self.best_val_loss, seconds=self.seconds)
-
-
-def _state_fields(obj, prefix: str = ""):
-    """(name, field, owner, value) of each saved field of a state, nested objects flattened."""
-    for f in fields(obj):
-        if f.metadata.get("state", True):
-            value = getattr(obj, f.name)
-            if is_dataclass(value):
-                yield from _state_fields(value, f"{prefix}{f.name}.")
-            else:
-                yield prefix + f.name, f, obj, value
-
-
-@dataclass
-class History:
-    """What a training run records.
-
-    loss, smooth_loss : float arrays of shape (updates done,), entry k for update k + 1
-    epoch : int array of the same shape, the epoch (0-based) each update belongs to
-    samples : list of (updates done, smooth loss then, text); the first at 0 updates
-    val_update, val_loss : when a validation text is given, the updates after which it was
-        scored and its loss there, in nats per character
-    best : the parameters with the lowest smooth loss (or validation loss, best_by="val"),
-        reached after best_update updates; best_smooth_loss is the smooth loss then
-    stopped : "" when all n_updates ran, "interrupted" (Ctrl-C) or "diverged" (NaN or
-        infinite loss); message says what happened and what to do
-    resumed_from : the update the run continued from, 0 for a fresh run
-    seconds : training time over every session of the run (a resumed run's included)
-    """
-
-    loss: np.ndarray
-    smooth_loss: np.ndarray
-    epoch: np.ndarray
-    samples: list = field(default_factory=list)
-    val_update: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    best: RNN | None = None
-    best_update: int = 0
-    best_smooth_loss: float = math.inf
-    best_val_loss: float = math.nan
-    stopped: str = ""
-    message: str = ""
-    resumed_from: int = 0
-    seconds: float = 0.0
-
-    @property
-    def updates(self) -> int:
-        return len(self.loss)
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not value > 0 or not math.isfinite(value):
-        raise RNNError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
 
 
 class _Reader:
@@ -802,11 +860,8 @@ class _Watch:
     def begin(self, st: TrainState) -> None:
         self.k0 = self.saved_at = st.k
         self.clock, self.seconds0 = time.perf_counter(), st.seconds
-        if self.val_update_off_grid(st):      # the last session's closing score: a run
-            del st.val_update[-1], st.val_loss[-1]   # never stopped has none there
-
-    def val_update_off_grid(self, st: TrainState) -> bool:
-        return bool(st.val_update) and st.val_update[-1] % self.val_every != 0
+        if st.val_update and st.val_update[-1] % self.val_every:   # the last session's closing
+            del st.val_update[-1], st.val_loss[-1]   # score: a run never stopped has none there
 
     def checkpoint_due(self, k: int) -> bool:
         return k > self.k0 and (k % self.checkpoint_every == 0 or k == self.n_updates)
@@ -817,6 +872,17 @@ class _Watch:
         if self.checkpoint is not None:
             _write_checkpoint(Path(self.checkpoint), self.config, st.state_dict())
             self.saved_at = st.k
+
+    def stop_by_ctrl_c(self, st: TrainState) -> str:
+        self.save(st)
+        return (f"training stopped by Ctrl-C after {st.k:,} of {self.n_updates:,} updates; "
+                f"the run so far is kept, and resume=True continues it")
+
+    def diverged(self, st: TrainState, loss: float, *, eta: float, clip: float) -> str:
+        last = f"; the last finite smooth loss was {st.smooth:.4g} at update {st.k:,}" if st.k else ""
+        return (f"the loss became {loss} at update {st.k + 1:,}{last}. Lower eta (now {eta:g}) or clip "
+                f"(now {clip:g}) and train again"
+                + (f"; the checkpoint keeps update {self.saved_at:,}" if self.checkpoint is not None else ""))
 
     def sample(self, st: TrainState, x0: int) -> None:
         """Every sample_every updates: sample_length characters from hprev and the input x0."""
@@ -870,124 +936,6 @@ class _SigintFlag:
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
-
-
-def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_length: int = 25,
-          eta: float = 0.1, optimizer: str = "adagrad", clip: float = 5.0, loss_reduction: str = "sum",
-          sample_every: int = 10_000, sample_length: int = 200,
-          progress: Callable[[int, float], None] | None = None,
-          batch_size: int = 1, chunk_order: str = "sequential", reset_ix: int | None = None,
-          val_data=None, val_every: int = 5000, best_by: str = "smooth",
-          checkpoint=None, checkpoint_every: int = 10_000, resume: bool = False,
-          info: dict | None = None, dtype: str = "float64") -> History:
-    """Train `rnn` in place with the assignment's loop and return its History.
-
-    data : int array of shape (N,), the encoded text. The position e steps by seq_length;
-    hprev carries over between chunks; when e > N - seq_length - 1, e returns to 0 and hprev
-    to zeros (a new epoch). Gradients are clipped element-wise to [-clip, clip].
-    smooth_loss starts at the first loss, then 0.999 smooth_loss + 0.001 loss.
-    loss_reduction "sum" (2017-2024) or "mean" over the chunk (2025).
-    Samples of sample_length characters are drawn with h0 = hprev and x0 = the current input,
-    at 0 updates and every sample_every updates. progress(updates_done, smooth_loss) is called
-    every 100 updates and at the end.
-
-    batch_size B > 1: B streams read the text side by side from B evenly spaced positions
-        (each its own piece of (N - 1) // B characters, with its own hprev); one update per
-        B x seq_length characters. An update's loss (and so its gradient) is the mean over
-        the B streams of each stream's chunk loss, so the loss keeps the scale of B = 1.
-    chunk_order "shuffled": every epoch visits the chunk starts 0, T, 2T, ... once each in a
-        new random order, each chunk from hprev = 0 (with B > 1, B chunks per update; the last
-        fewer than B of an epoch are left out).
-    reset_ix : a character index (the end of a tweet) after which the hidden state restarts
-        from zero: when it is the input x_t, h_{t-1} is taken as 0.
-    val_data : an encoded held-out text; scored every val_every updates and at the end
-        (`evaluate`, nats per character). best_by="val" picks the best model by that score.
-    checkpoint : a file path. Every checkpoint_every updates, at the end, and when stopped by
-        Ctrl-C, the whole TrainState (parameters, optimiser, position, hprev, smooth loss,
-        history, best model, random generator, time) is written there atomically. resume=True
-        continues from it up to n_updates, giving the same History, bit for bit, as a run never
-        stopped. info (JSON-able, e.g. the vocabulary) is stored with it and must match on resume.
-    dtype "float32": parameters, gradients, optimiser state and the forward and backward
-        passes in float32 (losses are still summed in float64). About twice as fast with
-        mini-batches; digits beyond float32's 7 differ from a float64 run. Samples, validation
-        scores and the returned models are computed and stored in float64.
-    Ctrl-C stops between two updates: the History so far is returned with stopped="interrupted".
-    A NaN or infinite loss stops before that update, stopped="diverged"; the checkpoint file
-    keeps the last good state.
-    """
-    n_updates = _check_int("n_updates", n_updates)
-    eta, clip = _check_positive("eta", eta), _check_positive("clip", clip)
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
-    _check_choice("loss_reduction", loss_reduction, ("sum", "mean"))
-    _check_choice("chunk_order", chunk_order, CHUNK_ORDERS)
-    _check_choice("best_by", best_by, BEST_BY)
-    f = np.dtype(_check_choice("dtype", dtype, DTYPES))
-    data = np.asarray(data, dtype=np.intp)
-    K, m = rnn.K, rnn.m
-    reader = _Reader(data, K, m, T=_check_int("seq_length", seq_length), B=_check_int("batch_size", batch_size),
-                     order=chunk_order, reset_ix=reset_ix, loss_reduction=loss_reduction, dtype=f)
-    if val_data is not None:
-        val_data = np.asarray(val_data, dtype=np.intp)
-        if len(val_data) < 2 or val_data.min() < 0 or val_data.max() >= K:
-            raise RNNError("val_data must be an encoded text of at least 2 characters of the same vocabulary")
-    elif best_by == "val":
-        raise RNNError('best_by="val" needs a validation text: set val_fraction > 0')
-    if resume and checkpoint is None:
-        raise RNNError("resume=True needs the checkpoint file to continue from")
-    # what a checkpoint must agree with to be resumed (n_updates may grow)
-    config = {"K": K, "m": m, "seq_length": reader.T, "eta": eta, "optimizer": optimizer, "clip": clip,
-              "loss_reduction": loss_reduction, "sample_every": _check_int("sample_every", sample_every),
-              "sample_length": _check_int("sample_length", sample_length, low=0), "batch_size": reader.B,
-              "chunk_order": chunk_order, "reset_ix": None if reset_ix is None else int(reset_ix),
-              "val_every": _check_int("val_every", val_every), "best_by": best_by, "data": _fingerprint(data),
-              "val_data": None if val_data is None else _fingerprint(val_data), "dtype": dtype,
-              "info": info or {}}
-    watch = _Watch(n_updates=n_updates, sample_every=sample_every, sample_length=sample_length, progress=progress,
-                   val_data=val_data, val_every=val_every, best_by=best_by, reset_ix=reset_ix,
-                   checkpoint=checkpoint, checkpoint_every=_check_int("checkpoint_every", checkpoint_every),
-                   config=config)
-
-    st = TrainState.new(rnn, n_updates=n_updates, batch_size=reader.B, n_order=reader.n_order, optimizer=optimizer,
-                        eta=eta, rng=rng, dtype=f)
-    if resume:
-        st.load_state_dict(_read_checkpoint(Path(checkpoint), config, n_updates), checkpoint)
-    else:
-        reader.start(st)
-    watch.begin(st)
-    stopped = message = ""
-    with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):  # a NaN is caught below
-        while True:
-            interrupted = sigint.hit and st.k < n_updates
-            if interrupted or watch.checkpoint_due(st.k):
-                watch.save(st)
-            if interrupted:
-                stopped = "interrupted"
-                message = (f"training stopped by Ctrl-C after {st.k:,} of {n_updates:,} updates; "
-                           f"the run so far is kept, and resume=True continues it")
-                break
-            starts = reader.next_chunk(st)               # the next chunk of each stream
-            watch.sample(st, int(data[starts[0]]))       # every sample_every updates
-            if st.k == n_updates:
-                break
-            loss = reader.learn(st, starts)              # forward and backward pass
-            if not math.isfinite(loss):
-                stopped = "diverged"
-                last = f"; the last finite smooth loss was {st.smooth:.4g} at update {st.k:,}" if st.k else ""
-                message = (f"the loss became {loss} at update {st.k + 1:,}{last}. Lower eta "
-                           f"(now {eta:g}) or clip (now {clip:g}) and train again"
-                           + (f"; the checkpoint keeps update {watch.saved_at:,}" if checkpoint else ""))
-                break
-            np.clip(reader.grad, -clip, clip, out=reader.grad)   # one pass: 3x faster than min then max
-            st.opt.step(st.theta, reader.grad)
-            st.record(loss, track_best=best_by == "smooth")     # smooth loss, history, best; k + 1
-            reader.advance(st)
-            watch.after_update(st)                       # validation, progress
-    watch.end(st)
-    hist = st.history()
-    hist.stopped, hist.message, hist.resumed_from = stopped, message, watch.k0
-    for dst, src in zip(rnn.arrays(), st.P.arrays()):
-        dst[...] = src
-    return hist
 
 
 # =============================================================================
@@ -1316,6 +1264,71 @@ def load_model(path) -> tuple[RNN, Vocab, dict]:
     except (UnicodeDecodeError, ValueError):
         raise RNNError(f"{p}: its metadata is not valid JSON; the file is damaged") from None
     return rnn, vocab, meta
+
+
+def _state_dict(st) -> dict:
+    """Every saved field of a TrainState by name (the optimiser's as opt.M, ...): arrays, or
+    values for JSON. What _write_checkpoint writes."""
+    out = {}
+    for name, f, _, value in _state_fields(st):
+        if f.metadata.get("per_update"):
+            value = value[:st.k]
+        elif f.metadata.get("ragged"):
+            out[name + "_lengths"] = np.array([len(a) for a in value], dtype=np.int64)
+            value = np.concatenate(value).astype(np.int64) if value else np.zeros(0, np.int64)
+        elif isinstance(value, np.random.Generator):
+            value = value.bit_generator.state
+        out[name] = value
+    return out
+
+def _load_state_dict(st, saved: dict, where) -> None:
+    """Every saved field of TrainState st from `saved` (as _state_dict makes it), checked
+    against st's own: arrays keep their shape and dtype, numbers their type."""
+    def damaged(what):
+        return RNNError(f"{where}: {what}; the file is damaged or from another version: "
+                        f"start the run again without resume")
+    for name, f, owner, value in _state_fields(st):
+        if name not in saved:
+            raise damaged(f"it has no {name}")
+        new = saved[name]
+        if isinstance(value, np.ndarray):
+            new = np.asarray(new)
+            want = (saved.get("k"),) if f.metadata.get("per_update") else value.shape
+            if new.shape != want or new.dtype != value.dtype:
+                raise damaged(f"{name} is {new.dtype} of shape {new.shape}, expected {value.dtype} of "
+                              f"shape {want}")
+            value[:len(new)] = new          # in place: P's arrays are views of theta
+        elif isinstance(value, np.random.Generator):
+            try:
+                value.bit_generator.state = new
+            except (TypeError, ValueError, KeyError) as err:
+                raise damaged(f"its generator state is not usable ({err})") from None
+        elif f.metadata.get("ragged"):
+            lengths = np.asarray(saved.get(name + "_lengths", []), dtype=np.int64)
+            flat = np.asarray(new, dtype=np.intp)
+            if (lengths < 0).any() or lengths.sum() != len(flat):
+                raise damaged(f"the lengths of {name} do not add up")
+            setattr(owner, f.name, np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else [])
+        else:
+            kind = type(value)
+            if isinstance(new, np.ndarray) and kind is list:     # format 1 kept these as arrays
+                new = new.tolist()
+            ok = (isinstance(new, (int, float)) and not isinstance(new, bool)) if kind is float \
+                else isinstance(new, kind) and not isinstance(new, bool)
+            if not ok:
+                raise damaged(f"{name} is {new!r}, expected a {kind.__name__}")
+            setattr(owner, f.name, kind(new))
+
+
+def _state_fields(obj, prefix: str = ""):
+    """(name, field, owner, value) of each saved field of a state, nested objects flattened."""
+    for f in fields(obj):
+        if f.metadata.get("state", True):
+            value = getattr(obj, f.name)
+            if is_dataclass(value):
+                yield from _state_fields(value, f"{prefix}{f.name}.")
+            else:
+                yield prefix + f.name, f, obj, value
 
 
 CHECKPOINT_FORMAT = 2   # 1: before TrainState (read and upgraded); 2: TrainState.state_dict

@@ -119,10 +119,15 @@ def assemble(run_dir: Path, code: bool, author: str):
                 continue
             report.cells.append(cell)
     source = ROOT / "rnn_core.py"
+    lines = source.read_text(encoding="utf-8").splitlines()
+    beyond = next(i for i, line in enumerate(lines, 1) if line.startswith("# Beyond the assignment"))
     report.cells.append(nbformat.v4.new_raw_cell(
         "\\clearpage\n\\section{Appendix: the code}\n"
         "The engine every notebook imports, \\texttt{rnn\\_core.py}, in full. "
-        "The notebooks themselves are in \\texttt{notebooks/}.\n\n"
+        f"Lines 1--{beyond - 2} follow the assignment: text and vocabulary, parameters, the forward and "
+        "backward pass of one chunk, the gradient checks, the optimisers, sampling and the training loop. "
+        f"From line {beyond - 1} on comes what goes beyond it: the batched pass (mini-batches, shuffled "
+        "chunks), tweets, validation and files. The notebooks themselves are in \\texttt{notebooks/}.\n\n"
         f"\\VerbatimInput[fontsize=\\scriptsize, numbers=left, numbersep=4pt]{{{source.as_posix()}}}\n",
         metadata={"raw_mimetype": "text/latex"}))
     return report

@@ -134,6 +134,19 @@ def test_make_report_writes_a_pdf_with_every_section(quick_report):
     assert "training:" not in text and "upd/s" not in text   # no progress bar in the PDF
 
 
+def test_the_code_appendix_says_truly_where_the_assignment_ends(quick_report):
+    """The appendix names the line where rnn_core.py leaves the assignment for what goes beyond it."""
+    run, _ = quick_report
+    text = " ".join(pdf_text(run / "report.pdf").split())
+    found = re.search(r"Lines 1.(\d+) follow the assignment: .*? From line (\d+) on comes what goes beyond it", text)
+    assert found, "the appendix does not say where the assignment ends"
+    last, first = map(int, found.groups())
+    lines = (ROOT / "rnn_core.py").read_text(encoding="utf-8").splitlines()
+    assert first == last + 1
+    assert lines[first - 1].startswith("# ====") and lines[first].startswith("# Beyond the assignment")
+    assert "def train(" in "\n".join(lines[:last]) and "def _forward_backward_batch(" in "\n".join(lines[first:])
+
+
 def test_make_report_again_does_no_work(quick_report):
     run, _ = quick_report
     before = (run / "report.pdf").stat().st_mtime_ns
