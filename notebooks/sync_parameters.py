@@ -5,6 +5,7 @@
 
 Papermill needs literal values in each notebook's own parameters cell; this keeps the
 notebooks' shared parameters identical, with their defaults and comments, in one place.
+Every notebook declares every run parameter, so the first one checks them all before any work.
 """
 import sys
 from pathlib import Path
@@ -38,25 +39,23 @@ COMMON = [
     ("keep_retweets", "False", "tweets: keep retweets"),
     ("keep_links", "False", "tweets: keep http(s) links"),
     ("run_dir", '"../reports/classic-seed-1"', "where this run's artefacts go"),
+    ("passage_length", "1000", "characters of the passage from the best model"),
+    ("prime_text", '""', "text the best model reads before its passage (not for tweets)"),
+    ("temperatures", "[0.5, 0.8, 1.0, 1.3]", "sampling section: temperatures to compare"),
+    ("top_ps", "[0.5, 0.9, 1.0]", "sampling section: nucleus (top-p) settings; [] for none"),
+    ("n_tweets", "12", "tweets: how many to synthesize"),
+    ("checkpoint_every", "10000", "updates between checkpoints (run_dir/checkpoint.npz)"),
+    ("resume", "False", "True: continue from run_dir/checkpoint.npz up to n_updates"),
+    ("check_m", "[5, 100]", "gradient check: hidden sizes to check at"),
+    ("check_sigma", "0.1", "gradient check: std of the weights"),
+    ("check_h", "1e-4", "gradient check: step of the centred differences"),
 ]
-EXTRA = {
-    "01_gradient_check": [
-        ("check_m", "[5, 100]", "hidden sizes to check at"),
-        ("check_sigma", "0.1", "std of the weights for the check"),
-        ("check_h", "1e-4", "step of the centred differences"),
-    ],
-    "02_train": [
-        ("checkpoint_every", "10000", "updates between checkpoints (run_dir/checkpoint.npz)"),
-        ("resume", "False", "True: continue from run_dir/checkpoint.npz up to n_updates"),
-    ],
+EXTRA = {   # parameters only one notebook uses; none now: all are in COMMON, checked by the first
+    "01_gradient_check": [],
+    "02_train": [],
     "03_loss_plot": [],
     "05_compare": "own",
-    "04_synthesis": [
-        ("passage_length", "1000", "characters of the passage from the best model"),
-        ("temperatures", "[0.5, 0.8, 1.0, 1.3]", "sampling section: temperatures to compare"),
-        ("top_ps", "[0.5, 0.9, 1.0]", "sampling section: nucleus (top-p) settings; [] for none"),
-        ("n_tweets", "12", "tweets: how many to synthesize"),
-    ],
+    "04_synthesis": [],
 }
 
 

@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,17 @@ def write_history(path, hist: "rc.History") -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
+def read_validation(path) -> np.ndarray:
+    """validation.csv as an array of (update, loss per character) rows; (0, 2) when it is empty."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()[1:]
+    return np.array([[float(v) for v in line.split(",")] for line in lines if line], dtype=float).reshape(-1, 2)
+
+
+def legend_below(ax, ncol: int = 3) -> None:
+    """The legend under the axes, where no line of the plot can cross it."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False)
+
+
 def read_history(path) -> dict:
     table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     return {"update": table[:, 0].astype(int), "epoch": table[:, 1].astype(int),
@@ -94,19 +106,22 @@ def load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.
 
     corpus_format "tweets": data_path is a tweet-archive JSON file (or a list of them), and
     the hidden state restarts after each tweet's end character (reset). The last
-    val_fraction of the text is held out (cut at a tweet's end for tweets).
+    val_fraction of the text is held out (cut at a tweet's end for tweets). Line endings are
+    read as LF; line_endings_converted counts the CRLF and CR ones.
     """
+    converted = 0
     if corpus_format == "tweets":
         text = rc.load_tweets(data_path, keep_retweets=keep_retweets, keep_links=keep_links)
     else:
-        text = rc.load_text(data_path)
+        text, converted = rc.read_text(data_path)
     vocab = rc.Vocab(text)
     cut = len(text) - int(round(len(text) * val_fraction))
     if corpus_format == "tweets" and cut < len(text):
         cut = text.rfind(rc.EOT, 0, cut) + 1 or cut
     name = Path(data_path[0] if isinstance(data_path, list) else data_path).name
     return {"name": name, "text": text, "vocab": vocab, "train": text[:cut], "val": text[cut:],
-            "reset_ix": vocab.chars.index(rc.EOT) if corpus_format == "tweets" else None}
+            "reset_ix": vocab.chars.index(rc.EOT) if corpus_format == "tweets" else None,
+            "line_endings_converted": converted}
 
 
 # ----------------------------------------------------------------------------- display
@@ -137,6 +152,19 @@ def for_pdf(text: str) -> tuple[str, int]:
     return "".join(out), n
 
 
+def unshown_note(text: str) -> str:
+    """What the characters of text that the PDF cannot draw are, in one sentence: control characters
+    (no glyph anywhere) apart from the rest (emoji and other symbols outside the font)."""
+    have = _font_charmap()
+    missing = [ch for ch in text if ord(ch) not in have]
+    control = sum(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in missing)
+    other = len(missing) - control
+    parts = ([f"{control} control character{'s' if control > 1 else ''} (invisible)"] if control else []) + \
+            ([f"{other} character{'s' if other > 1 else ''} outside the PDF font (emoji and other symbols)"]
+             if other else [])
+    return " and ".join(parts) + " shown as [U+code point]." if parts else ""
+
+
 def shown(text: str) -> str:
     """Sampled text for display: each end of a tweet as a visible pilcrow and a line break."""
     return text.replace(rc.EOT, "\u00b6\n")
@@ -162,8 +190,7 @@ class Text:
             if self.label else ""
         label_html = f"<b>{html.escape(self.label)}</b>" if self.label else ""
         safe, n = for_pdf(self.text)
-        note = (f"\\par{{\\footnotesize {n} character{'s' if n > 1 else ''} outside the PDF font "
-                f"(emoji and the like) shown as [U+code point].}}\n") if n else ""
+        note = f"\\par{{\\footnotesize {unshown_note(self.text)}}}\n" if n else ""
         return {
             "text/plain": (self.label + "\n" if self.label else "") + self.text,
             "text/html": f"{label_html}<pre style='white-space: pre-wrap; border: 1px solid #ccc; "
@@ -202,6 +229,14 @@ def fmt_e(x) -> str:
     return "0" if x == 0 else f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
+def fmt_small(x: float) -> str:
+    """A spread or a difference with enough decimals to show it: 0.012, 0.00034; 0 only when it is 0."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    leading = math.floor(math.log10(abs(float(f"{x:.2g}"))))    # of x rounded to two digits
+    return f"{x:.{max(3, 1 - leading)}f}"
+
+
 def fmt_seconds(s: float) -> str:
     if s < 120:
         return f"{s:.1f} s"
@@ -221,26 +256,23 @@ def bits_per_char(loss: float, reduction: str, seq_length: int) -> float:
 def check_params(space: dict) -> None:
     """Check every run parameter found in `space` (a notebook's globals()) before any work.
 
-    A bad value raises RNNError with one line naming it and its allowed range.
+    A bad value raises RNNError with one line naming it and its allowed range. Whole numbers
+    written as floats (n_updates = 1e5) are taken, and written back into space as ints. With
+    data_path: the text is read, and settings that cannot work on it (a batch_size that leaves
+    a stream less than a chunk, a prime text with characters the text lacks) fail here too.
     """
+    ints = {"seed": 0, "m": 1, "seq_length": 1, "n_updates": 1, "sample_every": 1, "passage_length": 1,
+            "batch_size": 1, "val_every": 1, "checkpoint_every": 1, "n_tweets": 1, "tweet_length": 1}
+    for name, low in ints.items():
+        if name in space:
+            space[name] = rc._check_int(name, space[name], low=low)
     checks = {
-        "seed": lambda v: rc._check_int("seed", v, low=0),
-        "m": lambda v: rc._check_int("m", v),
-        "seq_length": lambda v: rc._check_int("seq_length", v),
-        "n_updates": lambda v: rc._check_int("n_updates", v),
-        "sample_every": lambda v: rc._check_int("sample_every", v),
-        "passage_length": lambda v: rc._check_int("passage_length", v),
         "eta": lambda v: rc._check_positive("eta", v),
         "sigma": lambda v: rc._check_positive("sigma", v),
         "clip": lambda v: rc._check_positive("clip", v),
         "check_sigma": lambda v: rc._check_positive("check_sigma", v),
         "check_h": lambda v: rc._check_positive("check_h", v),
         "init": lambda v: rc._check_choice("init", v, rc.INITS),
-        "batch_size": lambda v: rc._check_int("batch_size", v),
-        "val_every": lambda v: rc._check_int("val_every", v),
-        "checkpoint_every": lambda v: rc._check_int("checkpoint_every", v),
-        "n_tweets": lambda v: rc._check_int("n_tweets", v),
-        "tweet_length": lambda v: rc._check_int("tweet_length", v),
         "chunk_order": lambda v: rc._check_choice("chunk_order", v, rc.CHUNK_ORDERS),
         "dtype": lambda v: rc._check_choice("dtype", v, rc.DTYPES),
         "best_by": lambda v: rc._check_choice("best_by", v, rc.BEST_BY),
@@ -256,19 +288,40 @@ def check_params(space: dict) -> None:
         "loss_reduction": lambda v: rc._check_choice("loss_reduction", v, ("sum", "mean")),
         "check_m": lambda v: [rc._check_int("check_m entry", x) for x in
                               (v if isinstance(v, list) else [v])],
+        "prime_text": lambda v: v if isinstance(v, str) else _bad(f"prime_text must be a text, got {v!r}"),
     }
     for name, check in checks.items():
         if name in space:
             check(space[name])
     if space.get("best_by") == "val" and space.get("val_fraction", 0) == 0:
         raise rc.RNNError('best_by="val" needs a validation text: set val_fraction > 0 (e.g. 0.1)')
+    tweets = space.get("corpus_format") == "tweets"
+    if space.get("prime_text") and tweets:
+        raise rc.RNNError("prime_text is for books: with tweets each one starts from an end-of-tweet "
+                          "character; leave prime_text empty")
     if "data_path" in space:          # last: reading it is the slowest check
         path = space["data_path"]
-        text = rc.load_tweets(path) if space.get("corpus_format") == "tweets" else rc.load_text(path)
-        need = space.get("seq_length", 1) + 1
-        if len(text) < need:
-            raise rc.RNNError(f"{path} has {len(text)} characters, fewer than seq_length + 1 = {need}; "
+        corpus = load_corpus(path, space.get("corpus_format", "text"), space.get("val_fraction", 0.0),
+                             space.get("keep_retweets", False), space.get("keep_links", False))
+        T = space.get("seq_length", 1)
+        if len(corpus["text"]) < T + 1:
+            raise rc.RNNError(f"{path} has {len(corpus['text'])} characters, fewer than seq_length + 1 = {T + 1}; "
                               f"use a longer text or a smaller seq_length")
+        try:
+            rc.check_reading(len(corpus["train"]), T, space.get("batch_size", 1),
+                             space.get("chunk_order", "sequential"))
+        except rc.RNNError as err:
+            held = f" (after holding out val_fraction = {space['val_fraction']})" if space.get("val_fraction") else ""
+            raise rc.RNNError(f"training text of {path}{held}: {err}") from None
+        if space.get("prime_text"):
+            missing = sorted(set(space["prime_text"]) - set(corpus["vocab"].chars))
+            if missing:
+                raise rc.RNNError(f"prime_text has characters the training text does not: {''.join(missing)!r}; "
+                                  f"use only characters of {Path(path).name}")
+
+
+def _bad(message: str):
+    raise rc.RNNError(message)
 
 
 PRESETS = ROOT / "params"
@@ -353,7 +406,7 @@ def load_run(run_dir) -> dict:
     h = read_history(need(d, "history.csv"))
     p = info["params"]
     per = p["seq_length"] if p["loss_reduction"] == "sum" else 1
-    val = np.loadtxt(need(d, "validation.csv"), delimiter=",", skiprows=1, ndmin=2)
+    val = read_validation(need(d, "validation.csv"))
     return {**info, "name": d.name, "per_char": h["smooth_loss"] / per,
             "best_per_char": info["best_smooth_loss"] / per,
             "val_last": float(val[-1, 1]) if len(val) else None,
@@ -424,7 +477,7 @@ def compare_summary(groups: dict) -> str:
         stats[preset] = (final.mean(), final.std(ddof=1) if len(final) > 1 else float("nan"), len(final),
                          final.max() - final.min())
     parts = [f"**{p}**: final smooth loss {m:.3f} nats per character on average over {n} seed{'s' if n > 1 else ''}"
-             + (f" (standard deviation {s:.3f}, range {rg:.3f})" if n > 1 else "")
+             + (f" (standard deviation {fmt_small(s)}, range {fmt_small(rg)})" if n > 1 else "")
              for p, (m, s, n, rg) in stats.items()]
     text = "; ".join(parts) + "."
     if len(stats) >= 2:
@@ -435,7 +488,7 @@ def compare_summary(groups: dict) -> str:
         noise = max(sds) if sds else float("nan")
         verdict = ("larger than the spread between seeds" if not math.isnan(noise) and diff > 2 * noise else
                    "within the noise between seeds" if not math.isnan(noise) else "with one seed each, so the noise is unknown")
-        text += (f" **{win}** ends lower than **{second}** by {diff:.3f} nats per character "
-                 f"({diff / math.log(2):.3f} bits), {verdict}"
-                 + (f" (largest seed standard deviation {noise:.3f})." if not math.isnan(noise) else "."))
+        text += (f" **{win}** ends lower than **{second}** by {fmt_small(diff)} nats per character "
+                 f"({fmt_small(diff / math.log(2))} bits), {verdict}"
+                 + (f" (largest seed standard deviation {fmt_small(noise)})." if not math.isnan(noise) else "."))
     return text

@@ -347,3 +347,79 @@ def test_synthesis_stops_at_the_end_character():
     assert np.mean(lengths) == pytest.approx(expected, rel=0.08)
     full = rc.synthesize(rnn, np.zeros((3, 1)), 1, 140, rng=np.random.default_rng(1))
     assert 0 in full.tolist()                                 # without stop_ix the end character is just drawn
+
+
+# ----------------------------------------------------------------------------- text as people mean it, priming
+
+def test_crlf_and_cr_line_endings_read_as_lf_give_the_same_run(tmp_path, corpus):
+    text = corpus[0][:20_000]
+    paths = {}
+    for name, newline in (("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")):
+        paths[name] = tmp_path / f"{name}.txt"
+        paths[name].write_bytes(text.replace("\n", newline).encode("utf-8"))
+    lines = text.count("\n")
+    read = {name: rc.read_text(p) for name, p in paths.items()}
+    assert read["lf"] == (text, 0) and read["crlf"] == (text, lines) and read["cr"] == (text, lines)
+    assert rc.Vocab(rc.load_text(paths["crlf"])).K == rc.Vocab(text).K and "\r" not in rc.load_text(paths["cr"])
+    runs = []
+    for p in paths.values():
+        t = rc.load_text(p)
+        vocab = rc.Vocab(t)
+        rng = np.random.default_rng(3)
+        rnn = rc.init_rnn(vocab.K, 10, rng=rng)
+        runs.append(rc.train(rnn, vocab.encode(t), n_updates=50, rng=rng, sample_every=25, sample_length=20))
+    for other in runs[1:]:
+        assert other.loss.tobytes() == runs[0].loss.tobytes()
+        assert [s[2].tobytes() for s in other.samples] == [s[2].tobytes() for s in runs[0].samples]
+
+
+def test_a_prime_text_sets_the_state_the_continuation_starts_from(corpus):
+    _, vocab, _ = corpus
+    rnn = rc.init_rnn(vocab.K, 12, rng=np.random.default_rng(1), sigma=0.3)
+    h0 = np.random.default_rng(2).standard_normal((12, 1)) * 0.5
+    prime = vocab.encode("To be, or not to be")
+    h = h0.copy()                                            # the model reads the prime, written out
+    for x in prime[:-1]:
+        h = np.tanh(rnn.W @ h + rnn.U[:, [x]] + rnn.b)
+    np.testing.assert_allclose(rc.feed(rnn, h0, prime[:-1]), h, rtol=1e-13, atol=1e-15)
+    primed = rc.synthesize(rnn, rc.feed(rnn, h0, prime[:-1]), int(prime[-1]), 50, rng=np.random.default_rng(3))
+    expected = tb.synthesize(as_dict(rnn), h, int(prime[-1]), 50, np.random.default_rng(3))
+    assert vocab.decode(primed) == vocab.decode(expected)
+    assert vocab.decode(primed) != vocab.decode(rc.synthesize(rnn, h0, int(prime[-1]), 50,
+                                                               rng=np.random.default_rng(3)))
+    with pytest.raises(rc.RNNError, match="characters not in the vocabulary: '€'"):
+        vocab.encode("To € or not")
+
+
+def test_greedy_sampling_takes_the_likeliest_character_every_step(corpus):
+    _, vocab, _ = corpus
+    rnn = rc.init_rnn(vocab.K, 12, rng=np.random.default_rng(1), sigma=0.3)
+    out = rc.synthesize(rnn, np.zeros((12, 1)), 0, 40, rng=np.random.default_rng(0), greedy=True)
+    h, x = np.zeros(12), 0
+    for got in out:
+        h = np.tanh(rnn.W @ h + rnn.U[:, x] + rnn.b[:, 0])
+        x = int(np.argmax(rnn.V @ h + rnn.c[:, 0]))
+        assert got == x
+    cold = rc.synthesize(rnn, np.zeros((12, 1)), 0, 40, rng=np.random.default_rng(0), temperature=1e-3)
+    assert cold.tolist() == out.tolist()                     # the limit of temperature -> 0
+
+
+def test_whole_numbers_written_as_floats_are_taken():
+    assert rc._check_int("n_updates", 1e5) == 100000 and isinstance(rc._check_int("n_updates", 1e5), int)
+    with pytest.raises(rc.RNNError, match="n_updates must be a whole number >= 1, got 1.5"):
+        rc._check_int("n_updates", 1.5)
+
+
+def test_a_model_file_keeps_its_start_state_and_refuses_non_finite_weights(tmp_path, corpus):
+    _, vocab, _ = corpus
+    rnn = rc.init_rnn(vocab.K, 6, rng=np.random.default_rng(0))
+    h = np.linspace(-0.5, 0.5, 6)
+    rc.save_model(tmp_path / "with.npz", rnn, vocab, {"a": 1}, start=(h, 7))
+    _, _, meta = rc.load_model(tmp_path / "with.npz")
+    assert meta["start_h"].tolist() == h.tolist() and meta["start_x"] == 7 and meta["a"] == 1
+    rc.save_model(tmp_path / "without.npz", rnn, vocab, {"a": 1})     # as files before the start state
+    assert "start_h" not in rc.load_model(tmp_path / "without.npz")[2]
+    rnn.W[1, 2] = np.nan
+    rc.save_model(tmp_path / "nan.npz", rnn, vocab)
+    with pytest.raises(rc.RNNError, match="NaN or infinite weights"):
+        rc.load_model(tmp_path / "nan.npz")

@@ -1,6 +1,7 @@
 """Training beyond the assignment's plain loop, each against an independent expectation:
 mini-batches (numerical gradients of the textbook loss), stream positions, shuffled chunks,
 validation on unseen text, checkpoints with exact resume, Ctrl-C, NaN, damaged checkpoints."""
+import math
 import os
 import signal
 from pathlib import Path
@@ -270,10 +271,17 @@ def test_validation_scores_text_the_training_never_saw():
         np.testing.assert_array_equal(rnn.U[:, vocab.chars.index(ch)], U0[:, vocab.chars.index(ch)])
     assert not np.array_equal(rnn.U[:, vocab.chars.index("a")], U0[:, vocab.chars.index("a")])
     assert hist.val_update.tolist() == [100, 200, 250]
-    assert hist.val_loss[-1] == rc.evaluate(rnn, val)
+    train_ix = vocab.encode(train_text)   # scored as a continuation: from the state training carries
+    assert hist.val_loss[-1] == rc.evaluate(rnn, val, h0=hist.last_h, context=train_ix)
     # the score is the textbook's per-character loss of the held-out text, read in one stream
     expected = tb.stream_loss(as_dict(rnn), val[:-1], val[1:], np.zeros((10, 1))) / (len(val) - 1)
     assert rc.evaluate(rnn, val, streams=1) == pytest.approx(expected, rel=1e-10)
+    # ... and after reading the end of the training text from the carried state
+    h = hist.last_h.reshape(-1, 1)
+    for x in train_ix[-1000:]:
+        h = np.tanh(rnn.W @ h + rnn.U[:, [x]] + rnn.b)
+    expected = tb.stream_loss(as_dict(rnn), val[:-1], val[1:], h) / (len(val) - 1)
+    assert rc.evaluate(rnn, val, h0=hist.last_h, context=train_ix, streams=1) == pytest.approx(expected, rel=1e-10)
     assert hist.val_loss[-1] > 3 * hist.smooth_loss[-1] / 25   # unseen characters: far worse
 
 
@@ -285,7 +293,7 @@ def test_best_by_validation_picks_the_lowest_validation_score(corpus):
                     val_every=50, best_by="val", sample_length=0)
     i = int(np.argmin(hist.val_loss))
     assert hist.best_update == hist.val_update[i] and hist.best_val_loss == hist.val_loss[i]
-    assert rc.evaluate(hist.best, data[50_000:55_000]) == hist.best_val_loss
+    assert rc.evaluate(hist.best, data[50_000:55_000], h0=hist.best_h, context=data[:40_000]) == hist.best_val_loss
 
 
 # ----------------------------------------------------------------------------- checkpoints and resume
@@ -427,13 +435,15 @@ def test_evaluate_with_resets_equals_the_textbook_loss(corpus):
 
 def test_a_checkpoint_of_format_1_resumes_as_if_never_stopped(corpus, tmp_path):
     """tests/data/checkpoint_format1.npz was written by rnn_core before TrainState (commit 30d0aa4),
-    by run(vocab, data, 250, ...) in the val+resets+mean mode; resumed today, it must continue
-    exactly as today's run of 450 updates that never stopped."""
+    by run(vocab, data, 250, ...) in the mode below (no validation: its scores were taken from a
+    zero state then); resumed today, it must continue exactly as today's run of 450 updates that
+    never stopped."""
     _, vocab, data = corpus
+    mode = {"chunk_order": "shuffled", "reset_ix": "\n", "optimizer": "adam", "eta": 0.01, "loss_reduction": "mean"}
     path = tmp_path / "old.npz"
     path.write_bytes((ROOT / "tests" / "data" / "checkpoint_format1.npz").read_bytes())
-    whole = run(vocab, data, 450, tmp_path / "whole.npz", **MODES["val+resets+mean"])
-    extended = run(vocab, data, 450, path, resume=True, **MODES["val+resets+mean"])
+    whole = run(vocab, data, 450, tmp_path / "whole.npz", **mode)
+    extended = run(vocab, data, 450, path, resume=True, **mode)
     assert extended.resumed_from == 250
     same_history(whole, extended)
     with np.load(path) as z:                          # and it is saved again in today's format
@@ -490,3 +500,52 @@ def test_training_time_adds_up_over_sessions(corpus, tmp_path):
     assert 0 < first.seconds < second.seconds
     with np.load(tmp_path / "ck.npz") as z:
         assert rc._from_json_array(z["state"])["seconds"] == pytest.approx(second.seconds, abs=0.05)
+
+
+# ----------------------------------------------------------------------------- scores and samples from a state the model knows
+
+@pytest.fixture(scope="module")
+def stuck_from_zero():
+    """Seed 9 of the workbook's default run (m = 100, sigma 0.01, AdaGrad, the last 10% held out)
+    after 3,000 updates: a model that falls into a state it never leaves when it starts from h = 0."""
+    text = rc.load_text(ROOT / "data" / "shakespeare.txt")
+    vocab = rc.Vocab(text)
+    cut = len(text) - int(round(len(text) * 0.1))
+    train, val = vocab.encode(text[:cut]), vocab.encode(text[cut:cut + 30_000])
+    rng = np.random.default_rng(9)
+    rnn = rc.init_rnn(vocab.K, 100, rng=rng, sigma=0.01)
+    hist = rc.train(rnn, train, n_updates=3000, rng=rng, sample_length=0, val_data=val, val_every=3000)
+    return vocab, train, val, rnn, hist
+
+
+def test_held_out_loss_is_read_as_a_continuation_of_training(stuck_from_zero):
+    vocab, train, val, rnn, hist = stuck_from_zero
+    uniform = math.log(vocab.K)
+    zero = rc.evaluate(rnn, val)                             # every piece from h = 0
+    continuous = rc.evaluate(rnn, val, h0=hist.last_h, context=train, streams=1)   # one reading
+    delivered = hist.val_loss[-1]                            # what training reports: 64 pieces
+    assert zero > uniform                                    # worse than guessing: the model never learned h = 0
+    assert delivered < uniform - 1.0
+    assert abs(delivered - continuous) < 0.01                # the pieces do not change the score
+    # the continued reading, written out: from the carried state, through the training text's end
+    h = hist.last_h.copy()
+    for x in train[-1000:]:
+        h = np.tanh(rnn.W @ h + rnn.U[:, x] + rnn.b[:, 0])
+    textbook = tb.stream_loss(as_dict(rnn), val[:-1], val[1:], h.reshape(-1, 1)) / (len(val) - 1)
+    assert continuous == pytest.approx(textbook, rel=1e-9)
+
+
+def prose_share(text: str) -> float:
+    """The share of letters, spaces, line breaks and common punctuation: about 1.00 in the book."""
+    return sum(ch.isalpha() or ch in " \n,.;:'!?-" for ch in text) / len(text)
+
+
+def test_a_passage_from_the_state_the_best_model_carried_is_text_not_noise(stuck_from_zero):
+    vocab, train, _, _, hist = stuck_from_zero
+    assert prose_share(vocab.decode(train[:5000])) > 0.97
+    draw = lambda h0, x0: vocab.decode(rc.synthesize(hist.best, h0, x0, 600, rng=np.random.default_rng(4)))
+    carried = draw(hist.best_h, hist.best_x)
+    zero = draw(np.zeros(100), vocab.chars.index("\n"))
+    assert prose_share(carried) > 0.9, carried[:200]
+    assert prose_share(zero) < 0.6, zero[:200]               # the test tells noise from text
+    assert 0 <= hist.best_x < vocab.K and hist.best_h.shape == (100,) and np.abs(hist.best_h).max() > 0.1

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,12 +70,34 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["params"]["m"] == 8 and info["params"]["n_updates"] == 300
     assert info["corpus"] == {"name": "shakespeare.txt", "characters": 1091710, "K": 76,
-                              "train_characters": 982539, "val_characters": 109171}
+                              "train_characters": 982539, "val_characters": 109171, "line_endings_converted": 0}
     assert info["updates_per_second"] > 0 and info["wall_seconds"] > 0
     assert info["blas_threads"] == 1                # conftest runs the tests on one BLAS thread
     best, vocab, meta = rc.load_model(tiny_run / "best_model.npz")
     assert best.m == 8 and vocab.K == 76 and meta["update"] == info["best_update"]
     assert meta["smooth_loss"] == pytest.approx(smooth.min())
+    assert meta["start_h"].shape == (8,) and 0 <= meta["start_x"] < 76     # the state it carried then
+    # the last validation point is the final model's continued reading; the zero-state one is beside it
+    assert info["val_loss_final"] == float((tiny_run / "validation.csv").read_text().split(",")[-1])
+    assert info["val_loss_final_from_zero"] > 0
+
+
+def test_a_prime_text_is_read_before_the_passage(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    pm.execute_notebook(str(NB / "04_synthesis.ipynb"), str(tmp_path / "04.ipynb"),
+                        parameters={"run_dir": str(run), "prime_text": "ROMEO:", "passage_length": 300,
+                                    "temperatures": [1.0], "top_ps": []},
+                        cwd=str(NB), kernel_name="python3", progress_bar=False)
+    best, vocab, meta = rc.load_model(run / "best_model.npz")
+    prime = vocab.encode("ROMEO:")
+    h = rc.feed(best, meta["start_h"], prime[:-1])
+    expected = vocab.decode(rc.synthesize(best, h, int(prime[-1]), 300, rng=np.random.default_rng([1, 4])))
+    assert (run / "passage.txt").read_text(encoding="utf-8") == expected
+    shown = [o.get("data", {}).get("text/plain", "") for c in nbformat.read(tmp_path / "04.ipynb", as_version=4).cells
+             for o in c.get("outputs", [])]
+    assert any(s.startswith("prime text (read by the model, not written by it)\nROMEO:") for s in shown)
+    assert any(s.startswith("what the model writes next\n" + expected[:50]) for s in shown)
 
 
 def test_plot_and_synthesis_notebooks(tiny_run):
@@ -132,6 +155,19 @@ def test_make_report_writes_a_pdf_with_every_section(quick_report):
         assert f"smooth loss {s['smooth_loss']:.2f}" in text
     assert squeeze((run / "passage.txt").read_text(encoding="utf-8")) in flat
     assert "training:" not in text and "upd/s" not in text   # no progress bar in the PDF
+    said = " ".join(text.split())
+    assert "tweet" not in said.split("Appendix: the code")[0].lower()   # a book's report says nothing of tweets
+    assert "starting from the hidden state it carried at that update and the character that came next" in said
+    # validation, scored once at 3,000 updates here: one point, said as one, with its protocol
+    assert "Each score reads the held-out text as a continuation of the training text: from the hidden state" in said
+    assert re.search(r"the loss was [\d.]+ \([\d.]+ bits per character\) after 3,000 updates", said)
+    assert "went from" not in said.split("Validation")[-1].split("Synthesized")[0]
+    # temperature 1.0 and top-p 1.0 are one rule: one row, one text, said so; greedy is a row
+    assert "Temperature 1.0 and top-p 1.0 are the same rule" in said
+    assert said.count("temperature 1.0 = top-p 1.0") == 2      # its row and its text's label
+    assert said.count("top-p 1.0") == said.count("= top-p 1.0") + said.count("and top-p 1.0 are the same rule")
+    sampling = said.split("Appendix: the code")[0].split("Temperature and nucleus sampling")[-1]
+    assert sampling.count("greedy") == 3                      # said what it is, a row, a text
 
 
 def test_the_code_appendix_says_truly_where_the_assignment_ends(quick_report):
@@ -202,6 +238,10 @@ BAD_INPUT = [
      'best_by="val" needs a validation text: set val_fraction > 0'),
     ("tweets file that is not JSON", ["PRESET=tweets", "DATA={f[notjson]}"], {"corpus_format": "tweets", "data_path": "{f[notjson]}"},
      "is not JSON: Expecting value at line 1, column 1"),
+    ("batch_size too large for the text", ["P=val_fraction=0.5 batch_size=100000"], {"val_fraction": 0.5, "batch_size": 100000},
+     "(after holding out val_fraction = 0.5): batch_size 100000 leaves 5 characters per stream, fewer than seq_length = 25"),
+    ("prime text outside the vocabulary", ["P=prime_text=To€be"], {"prime_text": "To€be"},
+     "prime_text has characters the training text does not: '€'"),
     ("unknown parameter", ["P=learning_rate=0.1"], None, "unknown parameter learning_rate; the notebooks take:"),
     ("read-only reports folder", ["REPORTS={ro}"], {"run_dir": "{ro}/run"}, "cannot "),
 ]
@@ -234,6 +274,8 @@ def test_bad_input_through_make_is_one_line_and_keeps_the_good_run(quick_report,
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and "No rule to make" not in proc.stderr
     assert (run / "report.pdf").read_bytes() == good
+    # every value is checked before any work: the failed run never reached training
+    assert not (reports / "quick.failed" / "02_train.ipynb").exists()
 
 
 @pytest.mark.parametrize("case, args, params, message", [c for c in BAD_INPUT if c[2] is not None],
@@ -331,6 +373,11 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
     batched = [r for r in json.loads((tmp_path / "run" / "grad_check.json").read_text())["results"]
                if r["method"] == "complex step, batched pass"]  # the pass with resets, checked in 01
     assert len(batched) == 5 and max(r["max"] for r in batched) < 1e-10
+    shown = nbformat.read(tmp_path / "01_gradient_check.ipynb", as_version=4).cells[-1].outputs[0]["data"]["text/markdown"]
+    assert "(one stream of 25 characters, each from its own hidden state, h restarting" in shown
+    said = "".join(o.get("data", {}).get("text/markdown", "") for c in
+                   nbformat.read(tmp_path / "04_synthesis.ipynb", as_version=4).cells for o in c.get("outputs", []))
+    assert "writes 12 tweets, each from a zero hidden state after an end-of-tweet character" in said
 
 
 def test_gradient_check_also_checks_the_batched_pass_that_training_uses(tmp_path):
@@ -342,7 +389,8 @@ def test_gradient_check_also_checks_the_batched_pass_that_training_uses(tmp_path
     assert {r["m"] for r in batched} == {4} and {r["param"] for r in batched} == set(rc.RNN.NAMES)
     assert max(r["max"] for r in batched) < 1e-10
     shown = nbformat.read(tmp_path / "01.ipynb", as_version=4).cells[-1].outputs[0]["data"]["text/markdown"]
-    assert "6 streams of 25 characters" in shown and "machine precision" in shown and "float32" in shown
+    assert "4 streams of 25 characters side by side (the first 4 of the run's 6)" in shown
+    assert "at m = 4:" in shown and "machine precision" in shown and "float32" in shown
 
 
 def test_characters_outside_the_pdf_font_are_shown_not_dropped():
@@ -352,6 +400,36 @@ def test_characters_outside_the_pdf_font_are_shown_not_dropped():
     assert safe == "win [U+1F600] café ¶" and n == 1
     latex = wb.Text("so \U0001F600 good")._repr_mimebundle_()["text/latex"]
     assert "[U+1F600]" in latex and "1 character outside the PDF font" in latex
+    note = wb.Text("a\x07b\x1b\U0001F600")._repr_mimebundle_()["text/latex"]
+    assert "2 control characters (invisible) and 1 character outside the PDF font (emoji" in note
+
+
+def test_spreads_and_differences_keep_their_digits_in_the_comparison():
+    sys.path.insert(0, str(NB))
+    import workbook as wb
+    assert [wb.fmt_small(x) for x in (0.0123, 0.00034, 0.0, 2.5)] == ["0.012", "0.00034", "0", "2.500"]
+    runs = [{"per_char": np.array([2.0 + d])} for d in (0.0001, 0.0003, 0.0002)]
+    text = wb.compare_summary({"a": runs, "b": [{"per_char": np.array([2.1])}, {"per_char": np.array([2.1003])}]})
+    assert "standard deviation 0.00010, range 0.00020" in text and "0.000," not in text
+
+
+def test_a_legend_below_the_axes_is_crossed_by_no_line():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sys.path.insert(0, str(NB))
+    import workbook as wb
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    ax.plot([0, 1], [0, 1], label="a curve")
+    ax.axvline(0.9, ls="--", label="epoch boundary")    # from the bottom of the axes to the top
+    ax.set_xlabel("update")
+    wb.legend_below(ax)
+    fig.tight_layout()
+    fig.canvas.draw()
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    label = ax.xaxis.label.get_window_extent()
+    assert legend.y1 <= axes.y0 and not legend.overlaps(label) and legend.y0 >= 0
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- presets, batch, resume
@@ -407,11 +485,20 @@ def test_batch_again_trains_nothing(batch):
 def test_resume_through_make_extends_the_run_exactly(quick_report):
     run, _ = quick_report
     before = (run / "history.csv").read_text().splitlines()
+    first = json.loads((run / "run.json").read_text())["wall_seconds"]
     make("report", "N_UPDATES=4000", "SAMPLE_EVERY=1000", "RUN=quick", "RESUME=1", reports=run.parent)
     info = json.loads((run / "run.json").read_text())
     assert info["resumed_from"] == 3000 and info["updates"] == 4000
     after = (run / "history.csv").read_text().splitlines()
     assert len(after) == 4001 and after[:3001] == before
+    # the time is the whole run's: the first session's and this one's
+    assert info["wall_seconds"] > first and info["updates_per_second"] == pytest.approx(4000 / info["wall_seconds"])
+    text = " ".join(pdf_text(run / "report.pdf").split())
+    assert re.search(r"training time [\d.]+ s in all \([\d,]+ updates/s\), [\d.]+ s of it in this session", text)
+    make("report", "N_UPDATES=4000", "SAMPLE_EVERY=1000", "RUN=quick", "RESUME=1", reports=run.parent)
+    text = " ".join(pdf_text(run / "report.pdf").split())
+    assert "where the run had already reached n_updates: nothing was left to train" in text
+    assert " 0 updates/s" not in text
 
 
 def test_data_path_with_spaces_and_non_ascii_works_through_make(tmp_path):
