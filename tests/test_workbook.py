@@ -20,7 +20,7 @@ import rnn_core as rc
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
 STEPS = ["01_gradient_check", "02_train", "03_loss_plot", "04_synthesis", "05_compare"]
-TINY = {"m": 8, "n_updates": 300, "sample_every": 100, "check_m": [3, 6], "passage_length": 1000}
+TINY = {"m": 8, "n_updates": 3e2, "sample_every": 100, "check_m": [3, 6], "passage_length": 1000}   # 3e2: as make passes N_UPDATES=3e2
 
 
 def make(*args, reports: Path, check=True):
@@ -69,6 +69,7 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
     assert all(len(s["text"]) == 200 for s in samples)
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["params"]["m"] == 8 and info["params"]["n_updates"] == 300
+    assert type(info["params"]["n_updates"]) is int     # 3e2 was taken as the whole number it is
     assert info["corpus"] == {"name": "shakespeare.txt", "characters": 1091710, "K": 76,
                               "train_characters": 982539, "val_characters": 109171, "line_endings_converted": 0}
     assert info["updates_per_second"] > 0 and info["wall_seconds"] > 0
@@ -107,6 +108,23 @@ def test_plot_and_synthesis_notebooks(tiny_run):
     executed = nbformat.read(tiny_run / "03_loss_plot.ipynb", as_version=4)
     mimes = {k for c in executed.cells for o in c.get("outputs", []) for k in o.get("data", {})}
     assert "application/pdf" in mimes and "image/png" in mimes   # vector for the PDF, picture for Jupyter
+
+
+def test_the_report_says_when_a_zero_state_reads_the_held_out_text_worse(tmp_path):
+    """Seed 9 after 3,000 updates reads the held-out text worse than uniform guessing from h = 0
+    (see test_training): the validation section says so, with the numbers of run.json."""
+    params = {"seed": 9, "n_updates": 3000, "val_every": 3000, "sample_every": 3000, "run_dir": str(tmp_path)}
+    for step in ("02_train", "03_loss_plot"):
+        pm.execute_notebook(str(NB / f"{step}.ipynb"), str(tmp_path / f"{step}.ipynb"), parameters=params,
+                            cwd=str(NB), kernel_name="python3", progress_bar=False)
+    info = json.loads((tmp_path / "run.json").read_text())
+    zero, final = info["val_loss_final_from_zero"], info["val_loss_final"]
+    assert zero > math.log(76) > final
+    said = "".join(o.get("data", {}).get("text/markdown", "") for c in
+                   nbformat.read(tmp_path / "03_loss_plot.ipynb", as_version=4).cells for o in c.get("outputs", []))
+    assert (f"Read from a zero hidden state instead, as if each piece started a new epoch, the final model scores "
+            f"{zero:.3f} on the same text, {zero - final:.3f} above the continued reading and worse than guessing "
+            f"uniformly among the 76 characters (ln 76 = 4.331)") in said
 
 
 def test_same_seed_same_artefacts(tiny_run, tmp_path):
@@ -494,7 +512,7 @@ def test_resume_through_make_extends_the_run_exactly(quick_report):
     # the time is the whole run's: the first session's and this one's
     assert info["wall_seconds"] > first and info["updates_per_second"] == pytest.approx(4000 / info["wall_seconds"])
     text = " ".join(pdf_text(run / "report.pdf").split())
-    assert re.search(r"training time [\d.]+ s in all \([\d,]+ updates/s\), [\d.]+ s of it in this session", text)
+    assert re.search(r"[\d.]+ s in all \([\d,]+ updates/s\), [\d.]+ s of it in this session", text)
     make("report", "N_UPDATES=4000", "SAMPLE_EVERY=1000", "RUN=quick", "RESUME=1", reports=run.parent)
     text = " ".join(pdf_text(run / "report.pdf").split())
     assert "where the run had already reached n_updates: nothing was left to train" in text
