@@ -563,7 +563,7 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
 
 # ----------------------------------------------------------------------------- training
 
-CHUNK_ORDERS = ("sequential", "shuffled")
+CHUNK_ORDERS = ("sequential", "shuffled", "random")
 BEST_BY = ("smooth", "val")
 DTYPES = ("float64", "float32")
 
@@ -639,7 +639,9 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
         the B streams of each stream's chunk loss, so the loss keeps the scale of B = 1.
     chunk_order "shuffled": every epoch visits the chunk starts 0, T, 2T, ... once each in a
         new random order, each chunk from hprev = 0 (with B > 1, B chunks per update; the last
-        fewer than B of an epoch are left out).
+        fewer than B of an epoch are left out). "random": every update's chunk starts at a
+        uniformly random position of the text, from hprev = 0 (each of B streams its own);
+        an epoch is then a text's length of characters read.
     reset_ix : a character index (the end of a tweet) after which the hidden state restarts
         from zero: when it is the input x_t, h_{t-1} is taken as 0.
     val_data : an encoded held-out text; scored every val_every updates and at the end
@@ -822,7 +824,7 @@ def check_reading(N: int, T: int, B: int, order: str) -> None:
     if order == "sequential" and (N - 1) // B < T:
         raise RNNError(f"batch_size {B} leaves {(N - 1) // B} characters per stream, fewer than seq_length = {T}; "
                        f"use a smaller batch_size (at most {(N - 1) // T})")
-    if order == "shuffled" and (N - 1) // T < B:
+    if order != "sequential" and (N - 1) // T < B:
         raise RNNError(f"the text has {(N - 1) // T} chunks of seq_length = {T}, fewer than batch_size = {B}")
 
 
@@ -841,7 +843,7 @@ class _Reader:
         if reset_ix is not None and not (isinstance(reset_ix, (int, np.integer)) and 0 <= reset_ix < K):
             raise RNNError(f"reset_ix must be a character index in 0..{K - 1}, got {reset_ix!r}")
         self.data, self.T, self.B, self.order, self.reset_ix, self.dtype = data, T, B, order, reset_ix, dtype
-        self.batched = B > 1 or reset_ix is not None or order == "shuffled"
+        self.batched = B > 1 or reset_ix is not None or order != "sequential"
         self.buf = _BatchBuffers(K, m, T, B, reset_ix is not None, dtype) if self.batched \
             else _Buffers(K, m, T, dtype)
         self.G, self.grad = RNN.packed(K, m, dtype)     # the gradients, as b, c, U, W, V and flat
@@ -867,9 +869,12 @@ class _Reader:
                 st.e, st.current_epoch = 0, st.current_epoch + 1
                 st.hprev[:] = 0.0
             return self.stream_starts + st.e
+        st.hprev[:] = 0.0                     # each shuffled or random chunk from h = 0
+        if self.order == "random":            # any start s with s + T + 1 <= N, uniformly
+            st.current_epoch = st.k * self.B * self.T // (len(self.data) - 1)
+            return st.rng.integers(0, len(self.data) - self.T, size=self.B)
         if st.pos + self.B > self.n_chunks:
             st.order, st.pos, st.current_epoch = st.rng.permutation(self.n_chunks), 0, st.current_epoch + 1
-        st.hprev[:] = 0.0                     # each shuffled chunk from h = 0
         return st.order[st.pos:st.pos + self.B] * self.T
 
     def learn(self, st: TrainState, starts: np.ndarray) -> float:
@@ -894,7 +899,7 @@ class _Reader:
     def advance(self, st: TrainState) -> None:
         if self.order == "sequential":
             st.e += self.T
-        else:
+        elif self.order == "shuffled":
             st.pos += self.B
 
 

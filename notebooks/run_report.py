@@ -60,16 +60,11 @@ def preset_params(name: str | None) -> dict:
     """The values of params/<name>.yaml (papermill's parameter-file format)."""
     if not name:
         return {}
-    import yaml
     import workbook
     try:
-        path = workbook.check_preset(name)
+        return workbook.preset_values(name)
     except workbook.rc.RNNError as err:
         raise StepFailed(str(err)) from None
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(values, dict):
-        raise StepFailed(f"{path} must map parameter names to values")
-    return values
 
 
 def check_names(params: dict) -> None:
@@ -183,6 +178,8 @@ def main(argv=None) -> int:
         if isinstance(preset.get("data_path"), str):        # written relative to notebooks/
             preset["data_path"] = str((HERE / preset["data_path"]).resolve())
         params = {**preset, **{name: literal(value) for name, value in args.p}}
+        # what the user gave explicitly beside a preset is an override on purpose, not a preset unapplied
+        params["overrides"] = sorted({name for name, _ in args.p} & set(preset) - {"preset", "data_path"})
     except StepFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 COMMON = [
     ("preset", '"classic"', "name of the recipe (params/<preset>.yaml sets the values below)"),
+    ("overrides", "[]", 'values set on purpose against the preset, e.g. ["eta"]'),
     ("data_path", '"../data/shakespeare.txt"', 'UTF-8 text; the book: "../data/goblet_book.txt"'),
     ("corpus_format", '"text"', '"text", or "tweets": data_path is a tweet-archive JSON file'),
     ("seed", "1", "seeds every random draw of the run"),
@@ -30,7 +31,7 @@ COMMON = [
     ("n_updates", "100000", "training updates"),
     ("sample_every", "10000", "a sample of the text every this many updates"),
     ("batch_size", "1", "streams per update (mini-batch); 1 is the assignment's loop"),
-    ("chunk_order", '"sequential"', '"sequential" (the assignment) or "shuffled" each epoch'),
+    ("chunk_order", '"sequential"', '"sequential" (the assignment), "shuffled" each epoch, or "random" positions'),
     ("dtype", '"float64"', '"float64", or "float32": about twice as fast with batch_size > 1'),
     ("val_fraction", "0.1", "the end of the text held out for validation; 0 trains on all"),
     ("val_every", "5000", "updates between validation scores"),

@@ -289,10 +289,14 @@ def check_params(space: dict) -> None:
         "check_m": lambda v: [rc._check_int("check_m entry", x) for x in
                               (v if isinstance(v, list) else [v])],
         "prime_text": lambda v: v if isinstance(v, str) else _bad(f"prime_text must be a text, got {v!r}"),
+        "overrides": lambda v: [x if isinstance(x, str) else _bad(f"overrides must name parameters, got {x!r}")
+                                for x in _as_list("overrides", v, empty=True)],
     }
     for name, check in checks.items():
         if name in space:
             check(space[name])
+    if "preset" in space:
+        check_preset_applied(space)
     if space.get("best_by") == "val" and space.get("val_fraction", 0) == 0:
         raise rc.RNNError('best_by="val" needs a validation text: set val_fraction > 0 (e.g. 0.1)')
     tweets = space.get("corpus_format") == "tweets"
@@ -336,6 +340,48 @@ def check_preset(v) -> Path:
     if v not in presets():
         raise rc.RNNError(f"unknown preset {v!r}; choose one of: {', '.join(presets())} (files in params/)")
     return PRESETS / f"{v}.yaml"
+
+
+def preset_values(name: str) -> dict:
+    """The values params/<name>.yaml sets (papermill's parameter-file format)."""
+    import yaml
+    values = yaml.safe_load(check_preset(name).read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise rc.RNNError(f"params/{name}.yaml must map parameter names to values")
+    return values
+
+
+def notebook_defaults() -> dict:
+    """Every parameter's default, from the one list that writes the parameters cells."""
+    import ast
+    import sync_parameters
+    return {n: ast.literal_eval(v) for n, v, _ in sync_parameters.COMMON}
+
+
+RECIPE_ONLY = {"preset", "data_path"}     # a preset's values that are not its recipe
+
+
+def preset_changes(space: dict) -> dict:
+    """{name: (value here, the preset's value)} for the preset's values that this run changes."""
+    values = preset_values(space["preset"])
+    return {k: (space[k], v) for k, v in values.items() if k not in RECIPE_ONLY and k in space and space[k] != v}
+
+
+def check_preset_applied(space: dict) -> None:
+    """A run labelled with a preset trains that preset's recipe: a value that still has the
+    notebooks' default where the preset sets another was not applied (in Jupyter, setting preset
+    = "adam2025" changes only the label) and is refused. Values changed on purpose are kept: any
+    that differs from the default, and any named in overrides."""
+    defaults, overrides = notebook_defaults(), set(_as_list("overrides", space.get("overrides", []), empty=True))
+    missed = {k: pair for k, pair in preset_changes(space).items()
+              if k not in overrides and pair[0] == defaults.get(k)}
+    if missed:
+        name = space["preset"]
+        want = ", ".join(f"{k}={v!r}" for k, (_, v) in missed.items())
+        have = ", ".join(f"{k}={h!r}" for k, (h, _) in missed.items())
+        raise rc.RNNError(f"preset {name!r} sets {want} but this run has {have}: apply it (make report PRESET={name}, "
+                          f"or papermill -f ../params/{name}.yaml), or set those values in the parameters cell "
+                          f"(list any you keep on purpose in overrides)")
 
 
 def _check_bool(name, v):

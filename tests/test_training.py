@@ -255,6 +255,37 @@ def test_shuffled_order_visits_every_chunk_once_per_epoch(corpus, monkeypatch):
     assert hist.epoch.tolist() == [k // 20 for k in range(60)]
 
 
+def test_random_order_starts_anywhere_uniformly_each_chunk_from_zero(corpus, monkeypatch):
+    _, vocab, data = corpus
+    short = data[:1001]                  # N = 1001, T = 25: starts 0..975, each a whole chunk of the text
+    starts, carried = [], []
+    real_next, real_pass = rc._Reader.next_chunk, rc._forward_backward_batch
+
+    def next_chunk(self, st):
+        s = real_next(self, st)
+        starts.append(s.copy())
+        return s
+
+    def spy(P, X, Y, H0, buf, G, keep=None, scale=1.0):
+        carried.append(bool(H0.any()))
+        np.testing.assert_array_equal(X, short[starts[-1][None, :] + np.arange(25)[:, None]])   # the chunks read
+        return real_pass(P, X, Y, H0, buf, G, keep, scale)
+
+    monkeypatch.setattr(rc._Reader, "next_chunk", next_chunk)
+    monkeypatch.setattr(rc, "_forward_backward_batch", spy)
+    rnn = rc.init_rnn(vocab.K, 6, rng=np.random.default_rng(3), sigma=0.1)
+    hist = rc.train(rnn, short, n_updates=2500, rng=np.random.default_rng(0), chunk_order="random",
+                    batch_size=4, sample_length=0)
+    s = np.concatenate(starts[:2500])    # the last call only samples (none here) and stops
+    assert s.min() == 0 and s.max() == 975 and not any(carried)
+    assert len(np.unique(s)) > 950                        # every position, not only chunk boundaries
+    counts = np.bincount(s // 61, minlength=16)          # 16 bins of 61 starts (976 = 16 x 61)
+    expected = len(s) / 16
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 37.7, counts                            # chi-square, 15 degrees of freedom, p = 0.001
+    assert hist.epoch.tolist() == [k * 100 // 1000 for k in range(2500)]   # text lengths read
+
+
 # ----------------------------------------------------------------------------- validation
 
 def test_validation_scores_text_the_training_never_saw():
@@ -305,6 +336,7 @@ MODES = {
     "val+resets+mean": {"val_data": "held out", "val_every": 40, "best_by": "val", "reset_ix": "\n",
                         "optimizer": "adam", "eta": 0.01, "loss_reduction": "mean"},
     "float32 batch": {"batch_size": 12, "dtype": "float32"},   # 300 rows: weight gradients in pieces
+    "random": {"chunk_order": "random", "batch_size": 3, "val_data": "held out", "val_every": 40},
 }
 
 

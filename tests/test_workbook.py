@@ -250,7 +250,7 @@ BAD_INPUT = [
     ("seed not an integer", ["SEED=1.5"], {"seed": 1.5}, "seed must be a whole number >= 0, got 1.5"),
     ("val_fraction out of range", ["P=val_fraction=1.5"], {"val_fraction": 1.5}, "val_fraction must be a number in [0, 0.9), got 1.5"),
     ("batch_size = 0", ["P=batch_size=0"], {"batch_size": 0}, "batch_size must be >= 1, got 0"),
-    ("unknown chunk_order", ["P=chunk_order=random"], {"chunk_order": "random"}, "unknown chunk_order 'random'; choose one of: sequential, shuffled"),
+    ("unknown chunk_order", ["P=chunk_order=backwards"], {"chunk_order": "backwards"}, "unknown chunk_order 'backwards'; choose one of: sequential, shuffled, random"),
     ("unknown dtype", ["P=dtype=float16"], {"dtype": "float16"}, "unknown dtype 'float16'; choose one of: float64, float32"),
     ("best_by val without validation", ["P=best_by=val val_fraction=0"], {"best_by": "val", "val_fraction": 0},
      'best_by="val" needs a validation text: set val_fraction > 0'),
@@ -461,6 +461,31 @@ def test_a_preset_sets_the_run_and_variables_override_it(tmp_path):
     p = json.loads((tmp_path / "run.json").read_text())["params"]
     assert (p["preset"], p["optimizer"], p["eta"], p["loss_reduction"], p["init"], p["m"]) == \
         ("adam2025", "adam", 0.001, "mean", "xavier", 8)
+
+
+def test_a_preset_named_but_not_applied_stops_the_run(tmp_path):
+    """In Jupyter, preset = "adam2025" alone changed only the label; now it stops, naming what disagrees."""
+    import yaml
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(NB / "02_train.ipynb"), str(tmp_path / "02.ipynb"),
+                            parameters={"preset": "adam2025", "m": 8, "n_updates": 30, "run_dir": str(tmp_path)},
+                            cwd=str(NB), kernel_name="python3", progress_bar=False)
+    assert err.value.ename == "RNNError" and "\n" not in err.value.evalue
+    assert err.value.evalue.startswith(
+        "preset 'adam2025' sets eta=0.001, optimizer='adam', loss_reduction='mean', init='xavier' but this run "
+        "has eta=0.1, optimizer='adagrad', loss_reduction='sum', init='normal': apply it (make report PRESET=adam2025")
+    assert not (tmp_path / "history.csv").exists()
+    # applied, with one value kept against it on purpose: the run trains, and its table says so
+    preset = yaml.safe_load((ROOT / "params" / "adam2025.yaml").read_text())
+    pm.execute_notebook(str(NB / "02_train.ipynb"), str(tmp_path / "02.ipynb"),
+                        parameters={**preset, "eta": 0.1, "overrides": ["eta"], "m": 8, "n_updates": 30,
+                                    "run_dir": str(tmp_path)},
+                        cwd=str(NB), kernel_name="python3", progress_bar=False)
+    p = json.loads((tmp_path / "run.json").read_text())["params"]
+    assert (p["preset"], p["optimizer"], p["eta"], p["init"]) == ("adam2025", "adam", 0.1, "xavier")
+    said = "".join(o.get("data", {}).get("text/markdown", "") for c in
+                   nbformat.read(tmp_path / "02.ipynb", as_version=4).cells for o in c.get("outputs", []))
+    assert "adam2025; m = 8 (the preset has 100); eta = 0.1 (the preset has 0.001); seed 1" in said
 
 
 BATCH = ["PRESET=sigma0.1", "N_UPDATES=200", "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=300"]
