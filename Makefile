@@ -23,6 +23,7 @@ SAMPLE_EVERY ?=## updates between text samples (10000)
 P ?=## any other notebook parameters, e.g. P="batch_size=32 val_fraction=0"
 RESUME ?=## RESUME=1 continues the run from its checkpoint (up to N_UPDATES)
 CODE ?=## CODE=1 keeps the code cells in the PDF
+TORCH ?=## TORCH=1 installs PyTorch first (make torch): the autograd check and its speed
 AUTHOR ?= DD2424 workbook## name on the title page
 SEEDS ?= 1 2 3 4## seeds of make batch / make compare
 PRESETS ?= classic adam2025## presets of make compare
@@ -57,7 +58,7 @@ STAMP := $(call stamp,$(RUN),$(PRESET),$(SEED))
 DATA_DEP := $(if $(word 2,$(DATA)),,$(wildcard $(DATA)))$(if $(DATA),,$(wildcard data/shakespeare.txt))
 SOURCES := rnn_core.py $(wildcard notebooks/*.ipynb notebooks/*.py) notebooks/pdf/workbook.tex.j2
 
-.PHONY: help setup report batch compare test bench bench-torch lab clean corpus FORCE
+.PHONY: help setup report batch compare test bench bench-torch torch lab clean corpus FORCE
 FORCE:
 
 help: ## this list
@@ -89,7 +90,7 @@ tex:
 	else echo "error: the PDF needs TeX; run this once, then re-run make:" >&2; \
 	     echo "  sudo sh -c '$(TEX_CMD)'" >&2; exit 1; fi
 
-report: setup $(RUN_DIR)/report.pdf ## train, check, plot, sample and write the PDF report
+report: setup $(if $(filter 1 yes true,$(TORCH)),torch) $(RUN_DIR)/report.pdf ## train, check, plot, sample and write the PDF report
 	@echo "report: $(RUN_DIR)/report.pdf"
 
 $(RUN_DIR)/report.pdf: $(SOURCES) $(DATA_DEP) $(wildcard $(STAMP)) $(if $(RESUME),FORCE) | setup
@@ -121,17 +122,18 @@ compare: setup ## the same for every preset in PRESETS: reports/compare-<presets
 	@$(PY) notebooks/run_compare.py --out '$(REPORTS)/compare-$(subst $(space),-,$(strip $(PRESETS)))$(corpus_part)$(suffix_)' --author '$(AUTHOR)' $(BATCH_RUNS)
 
 test: setup ## run every test (engine, notebooks, the PDF, bad input)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -rs
 
 bench: $(VENV)/.installed ## speed of rnn_core beside the textbook version, and of mini-batches
 	$(PY) tests/bench.py
 
-bench-torch: $(VENV)/.installed .venv-torch/.installed ## the same, with PyTorch's nn.RNN measured beside it
-	TORCH_PYTHON=.venv-torch/bin/python $(PY) tests/bench.py
+bench-torch: torch ## the same, with PyTorch's nn.RNN measured beside it
+	TORCH_PYTHON=$(PY) $(PY) tests/bench.py
 
-.venv-torch/.installed:   # PyTorch for the benchmark only (not a dependency of the workbook)
-	$(PYTHON) -m venv .venv-torch
-	.venv-torch/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 numpy==2.4.6
+torch: $(VENV)/.torch ## install the optional PyTorch (requirements-torch.txt) into .venv: autograd check, speed
+
+$(VENV)/.torch: requirements-torch.txt | $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-torch.txt
 	@touch $@
 
 lab: $(VENV)/.installed ## open the notebooks in JupyterLab

@@ -50,6 +50,8 @@ COMMON = [
     ("check_m", "[5, 100]", "gradient check: hidden sizes to check at"),
     ("check_sigma", "0.1", "gradient check: std of the weights"),
     ("check_h", "1e-4", "gradient check: step of the centred differences"),
+    ("check_torch", '"auto"', 'gradient check against PyTorch autograd: "auto" (if installed), True, False'),
+    ("speed", "True", "time the gradient computation against the textbook version (and PyTorch)"),
 ]
 EXTRA = {   # parameters only one notebook uses; none now: all are in COMMON, checked by the first
     "01_gradient_check": [],

@@ -247,10 +247,6 @@ def nats_per_char(loss: float, reduction: str, seq_length: int) -> float:
     return loss / seq_length if reduction == "sum" else loss
 
 
-def bits_per_char(loss: float, reduction: str, seq_length: int) -> float:
-    return nats_per_char(loss, reduction, seq_length) / math.log(2)
-
-
 # ----------------------------------------------------------------------------- parameters
 
 def check_params(space: dict) -> None:
@@ -280,6 +276,9 @@ def check_params(space: dict) -> None:
         "preset": check_preset,
         "val_fraction": lambda v: _check_fraction("val_fraction", v),
         "resume": lambda v: _check_bool("resume", v),
+        "speed": lambda v: _check_bool("speed", v),
+        "check_torch": lambda v: use_torch(v) if v in ("auto", True, False) else
+        _bad(f"check_torch must be \"auto\", True or False, got {v!r}"),
         "keep_retweets": lambda v: _check_bool("keep_retweets", v),
         "keep_links": lambda v: _check_bool("keep_links", v),
         "temperatures": lambda v: [rc._check_positive("temperature", t) for t in _as_list("temperatures", v)],
@@ -538,3 +537,97 @@ def compare_summary(groups: dict) -> str:
                  f"({fmt_small(diff / math.log(2))} bits), {verdict}"
                  + (f" (largest seed standard deviation {fmt_small(noise)})." if not math.isnan(noise) else "."))
     return text
+
+
+# ----------------------------------------------------------------------------- PyTorch and the textbook, beside rnn_core
+
+TORCH_INSTALL = "make torch (pip install -r requirements-torch.txt into .venv)"
+
+
+@functools.lru_cache(maxsize=1)
+def torch_version() -> str | None:
+    """PyTorch's version if it can be imported here, else None (it is an optional extra)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def use_torch(check_torch) -> bool:
+    """check_torch "auto": PyTorch when installed; True: required (one line with the command that
+    installs it); False: never."""
+    if check_torch is True and torch_version() is None:
+        raise rc.RNNError(f"check_torch=True needs PyTorch, which is not installed; run {TORCH_INSTALL}")
+    return check_torch is not False and torch_version() is not None
+
+
+def torch_grads(rnn: "rc.RNN", x, y, h0) -> "rc.RNN":
+    """Gradients of the chunk's summed loss by PyTorch's automatic differentiation: the forward
+    pass written with torch operations on the same float64 parameters, then .backward()."""
+    import torch
+    P = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in zip(rc.RNN.NAMES, rnn.arrays())}
+    h = torch.tensor(np.asarray(h0, dtype=np.float64).reshape(-1, 1))
+    loss = torch.zeros((), dtype=torch.float64)
+    for xt, yt in zip(np.asarray(x).tolist(), np.asarray(y).tolist()):
+        h = torch.tanh(P["W"] @ h + P["U"][:, xt:xt + 1] + P["b"])
+        loss = loss - torch.log_softmax(P["V"] @ h + P["c"], dim=0)[yt, 0]
+    loss.backward()
+    return rc.RNN(*(P[n].grad.numpy() for n in rc.RNN.NAMES))
+
+
+def textbook():
+    """tests/textbook_rnn.py: the plain implementation (one-hot products, a loop per step) that the
+    tests compare rnn_core against."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("textbook_rnn", ROOT / "tests" / "textbook_rnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def interleaved_times(fns: dict, rounds: int, budget: float) -> dict:
+    """{name: seconds per call of each of its rounds}: the functions take turns, round by round,
+    so that the machine's drift touches them alike; each round calls each once. Stops early once
+    `budget` seconds have passed (after at least 3 rounds)."""
+    import time
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    for r in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        if r >= 2 and time.perf_counter() - start > budget:
+            break
+    return times
+
+
+def torch_update(rnn: "rc.RNN", X, Y, *, optimizer: str, eta: float, clip: float, mean: bool, dtype: str):
+    """One training update in PyTorch on the chunks X, Y (T, B), each stream from h = 0: forward,
+    loss (summed or averaged over the chunk, mean over streams), .backward(), clipping and the
+    optimiser's step; returned as a function, for timing beside rnn_core."""
+    import torch
+    f = torch.float32 if dtype == "float32" else torch.float64
+    b, c, U, W, V = (torch.tensor(a, dtype=f, requires_grad=True) for a in rnn.arrays())
+    params = [b, c, U, W, V]
+    opt = {"adagrad": lambda: torch.optim.Adagrad(params, lr=eta, eps=1e-8),
+           "rmsprop": lambda: torch.optim.RMSprop(params, lr=eta, alpha=0.9, eps=1e-8),
+           "adam": lambda: torch.optim.Adam(params, lr=eta, eps=1e-8)}[optimizer]()
+    Xt, Yt = torch.as_tensor(np.asarray(X, dtype=np.int64)), torch.as_tensor(np.asarray(Y, dtype=np.int64))
+    T, B = Xt.shape
+
+    def step():
+        h = torch.zeros(B, rnn.m, dtype=f)
+        hs = []
+        for t in range(T):
+            h = torch.tanh(h @ W.T + U.T[Xt[t]] + b.T)
+            hs.append(h)
+        logits = torch.stack(hs) @ V.T + c.T                    # (T, B, K)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(T * B, -1), Yt.reshape(-1), reduction="sum")
+        loss = loss / B / (T if mean else 1)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(params, clip)
+        opt.step()
+    return step

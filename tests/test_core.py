@@ -423,3 +423,33 @@ def test_a_model_file_keeps_its_start_state_and_refuses_non_finite_weights(tmp_p
     rc.save_model(tmp_path / "nan.npz", rnn, vocab)
     with pytest.raises(rc.RNNError, match="NaN or infinite weights"):
         rc.load_model(tmp_path / "nan.npz")
+
+
+# ----------------------------------------------------------------------------- PyTorch's autograd (optional)
+
+def test_pytorch_autograd_agrees_with_the_complex_step_and_flags_a_wrong_gradient(corpus):
+    pytest.importorskip("torch", reason="PyTorch is not installed (make torch installs it)")
+    import sys
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    import workbook as wb
+    _, vocab, data = corpus
+    rnn = rc.init_rnn(vocab.K, 10, rng=np.random.default_rng(7), sigma=0.1)
+    x, y, h0 = data[:25], data[1:26], np.zeros((10, 1))
+    auto = wb.torch_grads(rnn, x, y, h0)
+    exact = rc.complex_step_grads(rnn, x, y, h0)
+    _, grads, _ = rc.loss_and_grads(rnn, x, y, h0)
+    for name in rc.RNN.NAMES:
+        assert rc.relative_error(getattr(auto, name), getattr(exact, name)).max() < 1e-10, name
+        assert rc.relative_error(getattr(grads, name), getattr(auto, name)).max() < 1e-10, name
+    grads.W[2, 3] *= 1 + 1e-7                              # off by 1e-7: autograd sees it
+    assert rc.relative_error(grads.W, auto.W).max() > 1e-8
+
+
+def test_check_torch_true_without_pytorch_says_how_to_install_it(monkeypatch):
+    import sys
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    import workbook as wb
+    monkeypatch.setattr(wb, "torch_version", lambda: None)
+    with pytest.raises(rc.RNNError, match=r"^check_torch=True needs PyTorch, which is not installed; run make torch"):
+        wb.use_torch(True)
+    assert wb.use_torch("auto") is False and wb.use_torch(False) is False

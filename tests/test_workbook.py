@@ -1,6 +1,7 @@
 """The notebooks and the report: each notebook under papermill, the whole `make report` with
 tiny parameters and its PDF's text, bad input through make, and clean source notebooks."""
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import rnn_core as rc
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
 STEPS = ["01_gradient_check", "02_train", "03_loss_plot", "04_synthesis", "05_compare"]
+HAVE_TORCH = importlib.util.find_spec("torch") is not None   # the optional extra: check_torch "auto" uses it
 TINY = {"m": 8, "n_updates": 3e2, "sample_every": 100, "check_m": [3, 6], "passage_length": 1000}   # 3e2: as make passes N_UPDATES=3e2
 
 
@@ -48,8 +50,9 @@ def tiny_run(tmp_path_factory):
 def test_gradient_check_notebook_writes_its_table(tiny_run):
     check = json.loads((tiny_run / "grad_check.json").read_text())
     rows = check["results"]
+    methods = ("centred differences", "complex step") + (("autograd (PyTorch)",) if HAVE_TORCH else ())
     assert {(r["method"], r["m"], r["param"]) for r in rows} == {
-        (meth, m, p) for meth in ("centred differences", "complex step") for m in (3, 6) for p in rc.RNN.NAMES}
+        (meth, m, p) for meth in methods for m in (3, 6) for p in rc.RNN.NAMES}
     assert max(r["max"] for r in rows if r["method"] == "complex step") < 1e-10
     assert max(r["max"] for r in rows if r["method"] == "centred differences") < 1e-5
     executed = nbformat.read(tiny_run / "01_gradient_check.ipynb", as_version=4)
@@ -127,6 +130,26 @@ def test_the_report_says_when_a_zero_state_reads_the_held_out_text_worse(tmp_pat
             f"uniformly among the 76 characters (ln 76 = 4.331)") in said
 
 
+def test_samples_every_1000_updates_are_kept_and_every_10000th_shown(tiny_run, tmp_path):
+    """The 2025-2026 course samples every 1,000 updates; the report shows the assignment's every 10,000th."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    text = json.loads((run / "samples.json").read_text())[0]["text"]
+    (run / "samples.json").write_text(json.dumps([{"update": k, "smooth_loss": 2.0, "text": f"{k}:{text}"}
+                                                  for k in range(0, 30_001, 1000)]))
+    pm.execute_notebook(str(NB / "04_synthesis.ipynb"), str(tmp_path / "04.ipynb"),
+                        parameters={"run_dir": str(run), "sample_every": 1000, "temperatures": [1.0], "top_ps": []},
+                        cwd=str(NB), kernel_name="python3", progress_bar=False)
+    cell = next(c for c in nbformat.read(tmp_path / "04.ipynb", as_version=4).cells
+                if c.source.startswith("samples = "))
+    shown = [o["data"]["text/plain"] for o in cell.outputs if "text/plain" in o.get("data", {})]
+    labels = [t.split("\n")[0] for t in shown if "smooth loss" in t.split("\n")[0]]
+    assert labels == ["before the first update, smooth loss 2.00"] + [
+        f"after {k:,} updates, smooth loss 2.00" for k in (10_000, 20_000, 30_000)]
+    said = "".join(o.get("data", {}).get("text/markdown", "") for o in cell.outputs)
+    assert "keeps all 31 samples (every 1,000 updates); shown here are the 4 drawn before every 10,000th" in said
+
+
 def test_same_seed_same_artefacts(tiny_run, tmp_path):
     """A second papermill run of the training notebook with the same seed gives the same bytes."""
     pm.execute_notebook(str(NB / "02_train.ipynb"), str(tmp_path / "02_train.ipynb"),
@@ -163,7 +186,8 @@ def test_make_report_writes_a_pdf_with_every_section(quick_report):
     for heading in ("The run", "Gradient check", "Smooth loss", "Synthesized text",
                     "Evolution during training", "From the best model", "Temperature and nucleus sampling",
                     "Validation", "held-out characters", "repeated trigrams", "Appendix: the code",
-                    "the gradients are bug-free", "def synthesize("):
+                    "the gradients are bug-free", "def synthesize(", "Speed of the gradient computation",
+                    "times less than the textbook version"):
         assert heading in text, heading
     flat = squeeze(text)
     samples = json.loads((run / "samples.json").read_text())
@@ -371,6 +395,13 @@ def tweet_archive(path: Path, n: int = 300) -> Path:
     return path
 
 
+def batched_paragraph(notebook: Path) -> str:
+    """The executed gradient check's paragraph on the batched pass."""
+    texts = [o.get("data", {}).get("text/markdown", "") for c in nbformat.read(notebook, as_version=4).cells
+             for o in c.get("outputs", [])]
+    return next(t for t in texts if t.startswith("**The batched pass**"))
+
+
 def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_path):
     archive = tweet_archive(tmp_path / "tweets é.json")
     params = {"corpus_format": "tweets", "data_path": str(archive), "m": 16, "n_updates": 400,
@@ -391,7 +422,7 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
     batched = [r for r in json.loads((tmp_path / "run" / "grad_check.json").read_text())["results"]
                if r["method"] == "complex step, batched pass"]  # the pass with resets, checked in 01
     assert len(batched) == 5 and max(r["max"] for r in batched) < 1e-10
-    shown = nbformat.read(tmp_path / "01_gradient_check.ipynb", as_version=4).cells[-1].outputs[0]["data"]["text/markdown"]
+    shown = batched_paragraph(tmp_path / "01_gradient_check.ipynb")
     assert "(one stream of 25 characters, each from its own hidden state, h restarting" in shown
     said = "".join(o.get("data", {}).get("text/markdown", "") for c in
                    nbformat.read(tmp_path / "04_synthesis.ipynb", as_version=4).cells for o in c.get("outputs", []))
@@ -406,9 +437,29 @@ def test_gradient_check_also_checks_the_batched_pass_that_training_uses(tmp_path
     batched = [r for r in results if r["method"] == "complex step, batched pass"]
     assert {r["m"] for r in batched} == {4} and {r["param"] for r in batched} == set(rc.RNN.NAMES)
     assert max(r["max"] for r in batched) < 1e-10
-    shown = nbformat.read(tmp_path / "01.ipynb", as_version=4).cells[-1].outputs[0]["data"]["text/markdown"]
+    shown = batched_paragraph(tmp_path / "01.ipynb")
     assert "4 streams of 25 characters side by side (the first 4 of the run's 6)" in shown
     assert "at m = 4:" in shown and "machine precision" in shown and "float32" in shown
+
+
+def test_the_gradient_check_adds_pytorch_autograd_and_times_the_implementations(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch is not installed (make torch installs it)")
+    import torch
+    params = {"check_torch": True, "check_m": [10], "m": 20, "run_dir": str(tmp_path / "run")}
+    pm.execute_notebook(str(NB / "01_gradient_check.ipynb"), str(tmp_path / "01.ipynb"), parameters=params,
+                        cwd=str(NB), kernel_name="python3", progress_bar=False)
+    check = json.loads((tmp_path / "run" / "grad_check.json").read_text())
+    auto = [r for r in check["results"] if r["method"] == "autograd (PyTorch)"]
+    assert check["torch"] == torch.__version__ and {r["param"] for r in auto} == set(rc.RNN.NAMES)
+    assert max(r["max"] for r in auto) < 1e-10
+    speed = json.loads((tmp_path / "run" / "speed.json").read_text())
+    assert set(speed["pass"]) == {"rnn_core", "textbook", "PyTorch autograd"} and speed["m"] == 20
+    assert set(speed["update"]) == {"rnn_core", "PyTorch autograd"}
+    said = "".join(o.get("data", {}).get("text/markdown", "") for c in
+                   nbformat.read(tmp_path / "01.ipynb", as_version=4).cells for o in c.get("outputs", []))
+    assert f"PyTorch {torch.__version__}'s automatic differentiation of the same loss" in said
+    ratio = speed["pass"]["textbook"]["median_ms"] / speed["pass"]["rnn_core"]["median_ms"]
+    assert f"{ratio:.1f} times less than the textbook version" in said
 
 
 def test_characters_outside_the_pdf_font_are_shown_not_dropped():
@@ -472,8 +523,9 @@ def test_a_preset_named_but_not_applied_stops_the_run(tmp_path):
                             cwd=str(NB), kernel_name="python3", progress_bar=False)
     assert err.value.ename == "RNNError" and "\n" not in err.value.evalue
     assert err.value.evalue.startswith(
-        "preset 'adam2025' sets eta=0.001, optimizer='adam', loss_reduction='mean', init='xavier' but this run "
-        "has eta=0.1, optimizer='adagrad', loss_reduction='sum', init='normal': apply it (make report PRESET=adam2025")
+        "preset 'adam2025' sets eta=0.001, optimizer='adam', loss_reduction='mean', init='xavier', check_m=[10, 100], "
+        "sample_every=1000 but this run has eta=0.1, optimizer='adagrad', loss_reduction='sum', init='normal', "
+        "check_m=[5, 100], sample_every=10000: apply it (make report PRESET=adam2025")
     assert not (tmp_path / "history.csv").exists()
     # applied, with one value kept against it on purpose: the run trains, and its table says so
     preset = yaml.safe_load((ROOT / "params" / "adam2025.yaml").read_text())
