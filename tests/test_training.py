@@ -387,6 +387,14 @@ def test_interrupted_and_resumed_run_is_bit_identical(corpus, tmp_path, monkeypa
     same_history(whole, resumed)
 
 
+def test_progress_starts_where_a_resumed_run_starts(corpus, tmp_path):
+    _, vocab, data = corpus
+    run(vocab, data, 250, tmp_path / "ck.npz")
+    calls = []
+    run(vocab, data, 420, tmp_path / "ck.npz", resume=True, progress=lambda k, s: calls.append(k))
+    assert calls == [250, 300, 400, 420]          # a bar starts at 250, not at 0
+
+
 def test_a_finished_run_extends_to_more_updates_as_if_never_stopped(corpus, tmp_path):
     _, vocab, data = corpus
     whole = run(vocab, data, 450, tmp_path / "whole.npz", **MODES["val+resets+mean"])

@@ -150,6 +150,33 @@ def test_samples_every_1000_updates_are_kept_and_every_10000th_shown(tiny_run, t
     assert "keeps all 31 samples (every 1,000 updates); shown here are the 4 drawn before every 10,000th" in said
 
 
+def test_a_crlf_book_in_random_order_through_the_notebooks(tmp_path):
+    """A book saved with Windows line endings, trained in random order: the run table counts the
+    line endings read as LF and names the order; validation and the plots work."""
+    book = tmp_path / "book.txt"
+    text = rc.load_text(ROOT / "data" / "shakespeare.txt")[:100_000]
+    book.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    params = {"data_path": str(book), "chunk_order": "random", "batch_size": 4, "m": 8, "n_updates": 200,
+              "val_every": 100, "sample_every": 100, "run_dir": str(tmp_path / "run")}
+    for step in ("02_train", "03_loss_plot"):
+        pm.execute_notebook(str(NB / f"{step}.ipynb"), str(tmp_path / f"{step}.ipynb"), parameters=params,
+                            cwd=str(NB), kernel_name="python3", progress_bar=False)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["corpus"]["line_endings_converted"] == text.count("\n") and info["corpus"]["K"] == rc.Vocab(text).K
+    said = "".join(o.get("data", {}).get("text/markdown", "") for c in
+                   nbformat.read(tmp_path / "02_train.ipynb", as_version=4).cells for o in c.get("outputs", []))
+    assert f"{text.count(chr(10)):,} line endings (CRLF or CR) read as LF" in said
+    assert "from uniformly random positions, each from h = 0; mini-batches of 4 streams" in said
+    assert wb_read_validation(tmp_path / "run" / "validation.csv").tolist()[0][0] == 100
+    assert (tmp_path / "run" / "validation.pdf").exists()
+
+
+def wb_read_validation(path):
+    sys.path.insert(0, str(NB))
+    import workbook as wb
+    return wb.read_validation(path)
+
+
 def test_same_seed_same_artefacts(tiny_run, tmp_path):
     """A second papermill run of the training notebook with the same seed gives the same bytes."""
     pm.execute_notebook(str(NB / "02_train.ipynb"), str(tmp_path / "02_train.ipynb"),
