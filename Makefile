@@ -48,7 +48,8 @@ PARAMS := $(if $(DATA),-p data_path '$(DATA)') \
   $(foreach kv,$(P),-p '$(firstword $(subst =, ,$(kv)))' '$(patsubst $(firstword $(subst =, ,$(kv)))=%,%,$(kv))')
 
 # The report is a file target: it depends on the code, the notebooks, the text and a stamp
-# that changes only when the parameters do. A DATA that does not exist (or has spaces) is
+# that changes only when the parameters do, and on installing PyTorch (its autograd check joins
+# the report). A DATA that does not exist (or has spaces) is
 # left out of the prerequisites so that the notebook, not make, says what is wrong.
 # stamp(run, preset, seed): a file whose content is the run's parameters, rewritten only when they change
 stamp = $(shell mkdir -p '$(REPORTS)/.stamps' 2>/dev/null; \
@@ -93,7 +94,7 @@ tex:
 report: setup $(if $(filter 1 yes true,$(TORCH)),torch) $(RUN_DIR)/report.pdf ## train, check, plot, sample and write the PDF report
 	@echo "report: $(RUN_DIR)/report.pdf"
 
-$(RUN_DIR)/report.pdf: $(SOURCES) $(DATA_DEP) $(wildcard $(STAMP)) $(if $(RESUME),FORCE) | setup
+$(RUN_DIR)/report.pdf: $(SOURCES) $(DATA_DEP) $(wildcard $(STAMP)) $(wildcard $(VENV)/.torch) $(if $(RESUME),FORCE) | setup
 	@$(PY) notebooks/run_report.py --run-dir '$(RUN_DIR)' --author '$(AUTHOR)' --preset '$(PRESET)' -p seed '$(SEED)' \
 	  $(PARAMS) $(if $(CODE),--code) $(if $(filter 1 yes true,$(RESUME)),--resume)
 

@@ -13,7 +13,8 @@ can run in float32: see `train`).
 Sections follow the assignment: text and vocabulary -> parameters -> the forward and
 backward pass of one chunk -> gradient checks -> optimisers -> sampling -> the training
 loop (train, and TrainState: everything a run is, which checkpoints save whole). Then what
-goes beyond it: the batched pass (mini-batches, shuffled chunks), tweets, validation, files.
+goes beyond it: the batched pass (mini-batches, shuffled and random chunks), tweets, validation,
+files.
 Every random draw comes from a numpy.random.Generator passed in by the caller.
 """
 from __future__ import annotations
