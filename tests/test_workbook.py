@@ -657,3 +657,16 @@ def test_a_tornado_error_at_kernel_shutdown_stays_out_of_the_terminal(tmp_path):
         stderr[kind] = proc.stderr
     assert "ZMQ stream closed" in stderr["plain"]          # the leak is real without the arguments
     assert stderr["ours"].strip() == "error: the notebook failed"
+
+
+def test_an_author_with_latex_characters_is_printed_as_typed(tiny_run, tmp_path):
+    """The name on the title page is text: LaTeX's special characters and commands appear as typed."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    sys.path.insert(0, str(NB))
+    import run_report
+    author = "Smith & Jones_50% $5 #1 ~a ^b {c} O'Brien \\input{/etc/hostname}"
+    pdf = run_report.render(run, code=False, author=author)
+    first_page = subprocess.run(["pdftotext", "-l", "1", "-enc", "UTF-8", str(pdf), "-"], capture_output=True,
+                                text=True, check=True).stdout
+    assert author in " ".join(first_page.split()).replace("\u2019", "'")
