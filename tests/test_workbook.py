@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
 STEPS = ["01_gradient_check", "02_train", "03_loss_plot", "04_synthesis", "05_compare"]
 HAVE_TORCH = importlib.util.find_spec("torch") is not None   # the optional extra: check_torch "auto" uses it
-TINY = {"m": 8, "n_updates": 3e2, "sample_every": 100, "check_m": [3, 6], "passage_length": 1000}   # 3e2: as make passes N_UPDATES=3e2
+TINY = {"m": 8, "n_updates": 3e2, "sample_every": 100, "check_m": [3, 6], "passage_length": 1000, "speed": False}   # 3e2: as make passes N_UPDATES=3e2
 
 
 def make(*args, reports: Path, check=True):
@@ -433,7 +433,7 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
     archive = tweet_archive(tmp_path / "tweets é.json")
     params = {"corpus_format": "tweets", "data_path": str(archive), "m": 16, "n_updates": 400,
               "sample_every": 200, "run_dir": str(tmp_path / "run"), "tweet_length": 140, "n_tweets": 12,
-              "val_fraction": 0.1, "val_every": 100, "check_m": [4]}
+              "val_fraction": 0.1, "val_every": 100, "check_m": [4], "speed": False}
     for step in ("01_gradient_check", "02_train", "04_synthesis"):
         names = set(pm.inspect_notebook(str(NB / f"{step}.ipynb")))
         pm.execute_notebook(str(NB / f"{step}.ipynb"), str(tmp_path / f"{step}.ipynb"),
@@ -457,7 +457,7 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
 
 
 def test_gradient_check_also_checks_the_batched_pass_that_training_uses(tmp_path):
-    params = {"batch_size": 6, "dtype": "float32", "check_m": [4, 7], "run_dir": str(tmp_path / "run")}
+    params = {"batch_size": 6, "dtype": "float32", "check_m": [4, 7], "run_dir": str(tmp_path / "run"), "speed": False}
     pm.execute_notebook(str(NB / "01_gradient_check.ipynb"), str(tmp_path / "01.ipynb"), parameters=params,
                         cwd=str(NB), kernel_name="python3", progress_bar=False)
     results = json.loads((tmp_path / "run" / "grad_check.json").read_text())["results"]
@@ -567,7 +567,7 @@ def test_a_preset_named_but_not_applied_stops_the_run(tmp_path):
     assert "adam2025; m = 8 (the preset has 100); eta = 0.1 (the preset has 0.001); seed 1" in said
 
 
-BATCH = ["PRESET=sigma0.1", "N_UPDATES=200", "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=300"]
+BATCH = ["PRESET=sigma0.1", "N_UPDATES=200", "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=300 speed=False"]
 
 
 @pytest.fixture(scope="module")
@@ -627,7 +627,7 @@ def test_data_path_with_spaces_and_non_ascii_works_through_make(tmp_path):
     book = tmp_path / "my book é.txt"
     book.write_text(rc.load_text(ROOT / "data" / "shakespeare.txt")[:200_000], encoding="utf-8")
     proc = make("report", f"DATA={book}", "N_UPDATES=200",
-                "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[]",
+                "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False",
                 reports=tmp_path / "reports")
     run = next((tmp_path / "reports").glob("classic-my_book_-seed-1-*"))
     assert f"report: {run}/report.pdf" in proc.stdout
