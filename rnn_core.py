@@ -582,7 +582,8 @@ class History:
     val_update, val_loss : when a validation text is given, the updates after which it was
         scored and its loss there, in nats per character
     best : the parameters with the lowest smooth loss (or validation loss, best_by="val"),
-        reached after best_update updates; best_smooth_loss is the smooth loss then
+        reached after best_update updates; best_smooth_loss is the smooth loss then. None when
+        training diverged and the best model was the one whose loss became NaN or infinite
     best_h, best_x : the hidden state (m,) the best model carried then and the character that
         came next in the text: a state the model knows, to sample from
     last_h : the hidden state (m,) that training carries at the end (stream 0's)
@@ -658,7 +659,8 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
         scores and the returned models are computed and stored in float64.
     Ctrl-C stops between two updates: the History so far is returned with stopped="interrupted".
     A NaN or infinite loss stops before that update, stopped="diverged"; the checkpoint file
-    keeps the last good state.
+    keeps the last good state, and History.best is None if the best model so far is the one
+    whose loss that was.
     """
     n_updates = _check_int("n_updates", n_updates)
     eta, clip = _check_positive("eta", eta), _check_positive("clip", clip)
@@ -700,6 +702,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
         reader.start(st)
     watch.begin(st)
     stopped = message = ""
+    lost_best = False
     with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):  # a NaN is caught below
         while True:
             if sigint.hit and st.k < n_updates:
@@ -714,6 +717,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
             loss = reader.learn(st, starts)              # forward and backward pass
             if not math.isfinite(loss):
                 stopped, message = "diverged", watch.diverged(st, loss, eta=eta, clip=clip)
+                lost_best = watch.best_diverged(st)
                 break
             np.clip(reader.grad, -clip, clip, out=reader.grad)   # one pass: 3x faster than min then max
             st.opt.step(st.theta, reader.grad)
@@ -723,6 +727,8 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
     watch.end(st)
     hist = st.history()
     hist.stopped, hist.message, hist.resumed_from = stopped, message, watch.k0
+    if stopped == "diverged" and lost_best:
+        hist.best = None
     for dst, src in zip(rnn.arrays(), st.P.arrays()):
         dst[...] = src
     return hist
@@ -916,7 +922,8 @@ class _Watch:
         self.train_data, self.config = train_data, config
 
     def begin(self, st: TrainState) -> None:
-        self.k0 = self.saved_at = st.k
+        self.k0 = st.k
+        self.saved_at = st.k if st.k else None     # a resumed run's file holds update k0; a new run's none yet
         self.clock, self.seconds0 = time.perf_counter(), st.seconds
         if self.progress is not None:         # where the run starts: 0, or where it resumes
             self.progress(st.k, st.smooth)
@@ -938,11 +945,21 @@ class _Watch:
         return (f"training stopped by Ctrl-C after {st.k:,} of {self.n_updates:,} updates; "
                 f"the run so far is kept, and resume=True continues it")
 
+    def best_diverged(self, st: TrainState) -> bool:
+        """Whether the best model so far is the one whose loss just became NaN or infinite: the
+        model after update k, when it is the best by smooth loss, has not had a finite loss."""
+        return self.best_by == "smooth" and st.best_update == st.k
+
     def diverged(self, st: TrainState, loss: float, *, eta: float, clip: float) -> str:
+        """What happened, and only what exists: the checkpoint if one was written, the best model
+        if one had a finite loss."""
         last = f"; the last finite smooth loss was {st.smooth:.4g} at update {st.k:,}" if st.k else ""
+        kept = (f"; the checkpoint keeps update {self.saved_at:,}" if self.checkpoint is not None and
+                self.saved_at is not None else "; no checkpoint was written before it")
+        best = ("; no best model is kept: the best so far is the model whose loss this is"
+                if self.best_diverged(st) else f"; the best model is that of update {st.best_update:,}")
         return (f"the loss became {loss} at update {st.k + 1:,}{last}. Lower eta (now {eta:g}) or clip "
-                f"(now {clip:g}) and train again"
-                + (f"; the checkpoint keeps update {self.saved_at:,}" if self.checkpoint is not None else ""))
+                f"(now {clip:g}) and train again" + (kept if self.checkpoint is not None else "") + best)
 
     def sample(self, st: TrainState, x0: int) -> None:
         """Every sample_every updates: sample_length characters from hprev and the input x0."""
@@ -1317,6 +1334,27 @@ def _from_json_array(a: np.ndarray):
     return json.loads(a.tobytes().decode())
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse an .npz whose members declare far more data than the file holds (a zip bomb:
+    megabytes that inflate to gigabytes) or objects, from each member's .npy header, before
+    any data is read. Files written here are not compressed: data and file are the same size."""
+    size, declared = path.stat().st_size, 0
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in readers:
+                    raise ValueError(f"unknown .npy version {version}")
+                shape, _, dtype = readers[version](f)
+            if dtype.hasobject:
+                raise RNNError(f"{path}: {info.filename} holds Python objects; this program reads numbers only")
+            declared += math.prod(shape) * dtype.itemsize
+    if declared > 64 * size + (1 << 20):
+        raise RNNError(f"{path}: its arrays claim {declared:,} bytes, far more than its {size:,} bytes could "
+                       f"hold; it is damaged or crafted: delete it")
+
+
 def save_model(path, rnn: RNN, vocab: Vocab, meta: dict | None = None, *, start=None) -> None:
     """One .npz with b, c, U, W, V, the vocabulary and a JSON dict of hyper-parameters.
 
@@ -1341,13 +1379,18 @@ def load_model(path) -> tuple[RNN, Vocab, dict]:
     if not p.is_file():
         raise RNNError(f"no model file at {p}; train one first (notebooks/02_train.ipynb)")
     try:
+        _check_npz_sizes(p)
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in (*RNN.NAMES, "vocab", "meta")}
             start = (z["start_h"], z["start_x"]) if "start_h" in z.files and "start_x" in z.files else None
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
         raise RNNError(f"{p} is not a readable model file ({type(err).__name__}: {err}); "
                        f"it may be truncated: re-create it by training again") from None
-    vocab = Vocab("".join(chr(int(cp)) for cp in arrays["vocab"]))
+    codes = np.asarray(arrays["vocab"]).astype(np.int64).reshape(-1)
+    if not len(codes) or ((codes >= 0xD800) & (codes <= 0xDFFF)).any() or codes.min() < 0 or codes.max() > 0x10FFFF \
+            or len(np.unique(codes)) != len(codes):
+        raise RNNError(f"{p}: its vocabulary holds codes that are not distinct characters; the file is damaged")
+    vocab = Vocab("".join(map(chr, codes.tolist())))
     rnn = RNN(*(arrays[n].astype(np.float64) for n in RNN.NAMES))
     K, m = vocab.K, rnn.m
     for name, shape in RNN.shapes(K, m).items():
@@ -1465,6 +1508,7 @@ def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:
         raise RNNError(f"no checkpoint at {path} to resume from; start the run without resume "
                        f"(it writes one every checkpoint_every updates)")
     try:
+        _check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as z:
             saved = {k: z[k] for k in z.files if k not in ("config", "state")}
             old, values = _from_json_array(z["config"]), _from_json_array(z["state"])

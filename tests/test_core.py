@@ -1,6 +1,7 @@
 """rnn_core against independent expectations: numerical gradients, the textbook implementation,
 known distributions, files that round-trip, and the one-line errors for bad input."""
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -419,6 +420,14 @@ def test_a_model_file_keeps_its_start_state_and_refuses_non_finite_weights(tmp_p
     assert meta["start_h"].tolist() == h.tolist() and meta["start_x"] == 7 and meta["a"] == 1
     rc.save_model(tmp_path / "without.npz", rnn, vocab, {"a": 1})     # as files before the start state
     assert "start_h" not in rc.load_model(tmp_path / "without.npz")[2]
+    for bad in (0x110000, 0xD800):                    # beyond Unicode, a lone surrogate
+        with np.load(tmp_path / "with.npz") as z:
+            members = {k: z[k] for k in z.files}
+        members["vocab"] = members["vocab"].copy()
+        members["vocab"][-1] = bad
+        np.savez(tmp_path / "codes.npz", **members)
+        with pytest.raises(rc.RNNError, match="codes.npz: its vocabulary holds codes that are not distinct characters"):
+            rc.load_model(tmp_path / "codes.npz")
     rnn.W[1, 2] = np.nan
     rc.save_model(tmp_path / "nan.npz", rnn, vocab)
     with pytest.raises(rc.RNNError, match="NaN or infinite weights"):
@@ -453,3 +462,39 @@ def test_check_torch_true_without_pytorch_says_how_to_install_it(monkeypatch):
     with pytest.raises(rc.RNNError, match=r"^check_torch=True needs PyTorch, which is not installed; run make torch"):
         wb.use_torch(True)
     assert wb.use_torch("auto") is False and wb.use_torch(False) is False
+
+
+def npy_header(shape) -> bytes:
+    import io
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def test_zip_bombs_and_lying_headers_are_refused_in_one_line_before_any_data_is_read(tmp_path, corpus):
+    """A 2 MB .npz whose W inflates to 2 GB, and a header that declares 10^12 floats, each refused in
+    one line by a process that may use 1 GB of address space at most."""
+    import subprocess
+    import sys
+    import zipfile
+    _, vocab, _ = corpus
+    good = tmp_path / "good.npz"
+    rc.save_model(good, rc.init_rnn(vocab.K, 8, rng=np.random.default_rng(0)), vocab)
+    with np.load(good) as z:
+        members = {k: z[k] for k in z.files if k != "W"}
+    for name, shape, inflate in (("bomb", (16384, 16384), True), ("header", (10**6, 10**6), False)):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **members)
+        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            with zf.open("W.npy", "w", force_zip64=True) as f:
+                f.write(npy_header(shape))
+                for _ in range(128 if inflate else 0):      # 128 x 16 MB of zeros: 2 GB inflated
+                    f.write(bytes(1 << 24))
+        assert path.stat().st_size < 3_000_000
+        script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+                  f"sys.path.insert(0, {str(ROOT)!r}); import rnn_core as rc\n"
+                  "try:\n    rc.load_model(sys.argv[1])\nexcept rc.RNNError as err:\n    print(err)\n")
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-500:]
+        assert proc.stdout.count("\n") == 1 and f"{name}.npz: its arrays claim" in proc.stdout, proc.stdout

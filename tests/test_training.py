@@ -449,9 +449,33 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(corpus
                     checkpoint_every=1, sample_length=0)
     assert hist.stopped == "diverged" and hist.updates == 1
     assert "the loss became nan at update 2" in hist.message and "Lower eta (now 1e+308)" in hist.message
-    assert np.isfinite(hist.loss).all() and all(np.isfinite(a).all() for a in hist.best.arrays())
+    assert np.isfinite(hist.loss).all()
+    # the best by smooth loss was the model after update 1: the one whose loss is nan. None is kept, said so
+    assert hist.best is None and "no best model is kept" in hist.message
+    assert "the checkpoint keeps update 1" in hist.message
     with np.load(path) as z:
         assert len(z["loss"]) == 1 and np.isfinite(z["theta"]).all()
+    # without a checkpoint written yet, the message names none
+    rng = np.random.default_rng(0)
+    rnn = rc.init_rnn(vocab.K, 12, rng=rng)
+    hist = rc.train(rnn, data[:6000], n_updates=50, rng=rng, eta=1e308, checkpoint=tmp_path / "none.npz",
+                    checkpoint_every=10, sample_length=0)
+    assert "no checkpoint was written before it" in hist.message and "keeps update" not in hist.message
+    assert not (tmp_path / "none.npz").exists()
+
+
+def test_a_best_model_with_a_finite_loss_is_kept_when_training_diverges_later(corpus, monkeypatch):
+    _, vocab, data = corpus
+    rng = np.random.default_rng(0)
+    rnn = rc.init_rnn(vocab.K, 12, rng=rng, sigma=0.1)
+    real = rc._Reader.learn
+    # losses raised from update 101 on keep the best at update 100 at the latest; update 151's is nan
+    monkeypatch.setattr(rc._Reader, "learn", lambda self, st, starts: math.nan if st.k == 150 else
+                        real(self, st, starts) + (1e3 if st.k >= 100 else 0.0))
+    hist = rc.train(rnn, data[:6000], n_updates=300, rng=rng, sample_length=0)
+    assert hist.stopped == "diverged" and hist.updates == 150
+    assert hist.best_update <= 100 and hist.best is not None
+    assert f"the best model is that of update {hist.best_update:,}" in hist.message
 
 
 def test_train_leaves_the_sigint_handler_as_it_found_it(corpus):
