@@ -277,8 +277,8 @@ def check_params(space: dict) -> None:
         "val_fraction": lambda v: _check_fraction("val_fraction", v),
         "resume": lambda v: _check_bool("resume", v),
         "speed": lambda v: _check_bool("speed", v),
-        "check_torch": lambda v: use_torch(v) if v in ("auto", True, False) else
-        _bad(f"check_torch must be \"auto\", True or False, got {v!r}"),
+        "check_torch": lambda v: (use_torch(True) if v is True else None) if v in ("auto", True, False) else
+        _bad(f"check_torch must be \"auto\", True or False, got {v!r}"),   # imports torch only if it must be there
         "keep_retweets": lambda v: _check_bool("keep_retweets", v),
         "keep_links": lambda v: _check_bool("keep_links", v),
         "temperatures": lambda v: [rc._check_positive("temperature", t) for t in _as_list("temperatures", v)],
