@@ -86,21 +86,24 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
     assert info["val_loss_final_from_zero"] > 0
 
 
+PRIME = 'ROMEO: O\'er "the" {sea} & [more]'   # quotes, braces, & and brackets: all in the vocabulary
+
+
 def test_a_prime_text_is_read_before_the_passage(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     pm.execute_notebook(str(NB / "04_synthesis.ipynb"), str(tmp_path / "04.ipynb"),
-                        parameters={"run_dir": str(run), "prime_text": "ROMEO:", "passage_length": 300,
+                        parameters={"run_dir": str(run), "prime_text": PRIME, "passage_length": 300,
                                     "temperatures": [1.0], "top_ps": []},
                         cwd=str(NB), kernel_name="python3", progress_bar=False)
     best, vocab, meta = rc.load_model(run / "best_model.npz")
-    prime = vocab.encode("ROMEO:")
+    prime = vocab.encode(PRIME)
     h = rc.feed(best, meta["start_h"], prime[:-1])
     expected = vocab.decode(rc.synthesize(best, h, int(prime[-1]), 300, rng=np.random.default_rng([1, 4])))
     assert (run / "passage.txt").read_text(encoding="utf-8") == expected
     shown = [o.get("data", {}).get("text/plain", "") for c in nbformat.read(tmp_path / "04.ipynb", as_version=4).cells
              for o in c.get("outputs", [])]
-    assert any(s.startswith("prime text (read by the model, not written by it)\nROMEO:") for s in shown)
+    assert any(s == "prime text (read by the model, not written by it)\n" + PRIME for s in shown)
     assert any(s.startswith("what the model writes next\n" + expected[:50]) for s in shown)
 
 
