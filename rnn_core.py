@@ -65,10 +65,16 @@ def read_text(path) -> tuple[str, int]:
     """load_text's text and the number of line endings it converted to LF (Windows' CRLF and old
     Mac's lone CR): a book saved on another system gives the same characters as one saved here."""
     p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise RNNError(f"{p} is a link to {os.readlink(p)}, which does not exist; give the path of a UTF-8 text file")
     if not p.exists():
         raise RNNError(f"no such file: {p} (give the path of a UTF-8 text file, e.g. DATA=data/shakespeare.txt)")
     if p.is_dir():
         raise RNNError(f"{p} is a folder; give the path of a UTF-8 text file inside it")
+    if not p.is_file():                  # asked before opening: reading a FIFO waits forever, /dev/zero never ends
+        kind = "a FIFO (named pipe)" if p.is_fifo() else "a device" if p.is_char_device() or p.is_block_device() \
+            else "not a regular file"
+        raise RNNError(f"{p} is {kind}, not a text file; give the path of a UTF-8 text file")
     try:
         raw = p.read_bytes()
     except OSError as err:

@@ -1,6 +1,7 @@
 """rnn_core against independent expectations: numerical gradients, the textbook implementation,
 known distributions, files that round-trip, and the one-line errors for bad input."""
 import math
+import re
 import os
 from pathlib import Path
 
@@ -498,3 +499,19 @@ def test_zip_bombs_and_lying_headers_are_refused_in_one_line_before_any_data_is_
                               env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-500:]
         assert proc.stdout.count("\n") == 1 and f"{name}.npz: its arrays claim" in proc.stdout, proc.stdout
+
+
+def test_special_files_are_refused_at_once_without_being_read(tmp_path):
+    """A FIFO would make a read wait forever and /dev/zero never ends: both are refused from their
+    file type, in one line, before anything is opened; so is a link to nothing."""
+    import time
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "gone.txt")
+    cases = {fifo: "is a FIFO (named pipe), not a text file", Path("/dev/zero"): "is a device, not a text file",
+             tmp_path / "dangling.txt": f"is a link to {tmp_path / 'gone.txt'}, which does not exist"}
+    for path, message in cases.items():
+        t0 = time.perf_counter()
+        with pytest.raises(rc.RNNError, match=re.escape(message)):
+            rc.load_text(path)
+        assert time.perf_counter() - t0 < 1.0
