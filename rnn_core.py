@@ -20,6 +20,7 @@ Every random draw comes from a numpy.random.Generator passed in by the caller.
 from __future__ import annotations
 
 import contextlib
+import errno
 import html
 import json
 import math
@@ -30,6 +31,7 @@ import threading
 import time
 import zipfile
 import zlib
+from glob import escape as glob_escape
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -61,9 +63,9 @@ def _as_lf(text: str) -> tuple[str, int]:
     return (text.replace("\r\n", "\n").replace("\r", "\n"), n) if n else (text, 0)
 
 
-def read_text(path) -> tuple[str, int]:
-    """load_text's text and the number of line endings it converted to LF (Windows' CRLF and old
-    Mac's lone CR): a book saved on another system gives the same characters as one saved here."""
+def check_text_file(path) -> Path:
+    """path, if it names a regular file (or a link to one); else RNNError saying what it is.
+    Asked before opening: reading a FIFO waits forever, and /dev/zero never ends."""
     p = Path(path)
     if p.is_symlink() and not p.exists():
         raise RNNError(f"{p} is a link to {os.readlink(p)}, which does not exist; give the path of a UTF-8 text file")
@@ -71,10 +73,17 @@ def read_text(path) -> tuple[str, int]:
         raise RNNError(f"no such file: {p} (give the path of a UTF-8 text file, e.g. DATA=data/shakespeare.txt)")
     if p.is_dir():
         raise RNNError(f"{p} is a folder; give the path of a UTF-8 text file inside it")
-    if not p.is_file():                  # asked before opening: reading a FIFO waits forever, /dev/zero never ends
+    if not p.is_file():
         kind = "a FIFO (named pipe)" if p.is_fifo() else "a device" if p.is_char_device() or p.is_block_device() \
             else "not a regular file"
         raise RNNError(f"{p} is {kind}, not a text file; give the path of a UTF-8 text file")
+    return p
+
+
+def read_text(path) -> tuple[str, int]:
+    """load_text's text and the number of line endings it converted to LF (Windows' CRLF and old
+    Mac's lone CR): a book saved on another system gives the same characters as one saved here."""
+    p = check_text_file(path)
     try:
         raw = p.read_bytes()
     except OSError as err:
@@ -704,6 +713,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
                         eta=eta, rng=rng, dtype=f)
     if resume:
         st.load_state_dict(_read_checkpoint(Path(checkpoint), config, n_updates), checkpoint)
+        reader.check_resumed(st, K, checkpoint)
     else:
         reader.start(st)
     watch.begin(st)
@@ -712,7 +722,7 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
     with _SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):  # a NaN is caught below
         while True:
             if sigint.hit and st.k < n_updates:
-                stopped, message = "interrupted", watch.stop_by_ctrl_c(st)   # saves the run so far
+                stopped, message = "interrupted", watch.stop_by_signal(st, sigint.hit)   # saves the run so far
                 break
             if watch.checkpoint_due(st.k):
                 watch.save(st)
@@ -909,6 +919,33 @@ class _Reader:
         st.hprev[...] = buf.H[T]
         return loss
 
+    def check_resumed(self, st: TrainState, K: int, where) -> None:
+        """A state read from a checkpoint fits this text and model: every position inside the
+        text, every count in range, every number finite (a damaged file would otherwise resume
+        into a silently different run)."""
+        def bad(what):
+            raise RNNError(f"{where}: {what}; the file is damaged: delete it and start the run again")
+        if not 0 <= st.e <= self.L:
+            bad(f"its position e = {st.e:,} is outside the text's {self.L:,} characters")
+        if self.order == "shuffled" and (not 0 <= st.pos <= self.n_chunks or len(st.order) and
+                                         (st.order.min() < 0 or st.order.max() >= self.n_chunks)):
+            bad(f"its shuffled order points outside the text's {self.n_chunks:,} chunks")
+        if st.current_epoch < 0 or st.k and st.current_epoch < st.epoch[st.k - 1]:
+            bad(f"its epoch {st.current_epoch} is out of range")
+        if len(st.sample_update) != len(st.sample_text) or len(st.val_update) != len(st.val_loss):
+            bad("its samples or validation scores do not pair up")
+        if any(len(t) and (t.min() < 0 or t.max() >= K) for t in st.sample_text):
+            bad(f"its samples hold characters outside the vocabulary of {K}")
+        if any(not 0 <= u <= st.k for u in (*st.sample_update, *st.val_update, st.best_update)):
+            bad(f"it names updates beyond its own {st.k:,}")
+        if not 0 <= st.best_x < K:
+            bad(f"its best model's next character {st.best_x} is outside the vocabulary of {K}")
+        for name in ("theta", "best", "hprev", "best_h"):
+            if not np.isfinite(getattr(st, name)).all():
+                bad(f"{name} holds NaN or infinite values")
+        if not (np.isfinite(st.opt.M).all() and np.isfinite(st.opt.S).all() and st.opt.t >= 0):
+            bad("its optimiser state holds NaN, infinite or negative values")
+
     def advance(self, st: TrainState) -> None:
         if self.order == "sequential":
             st.e += self.T
@@ -946,9 +983,9 @@ class _Watch:
             _write_checkpoint(Path(self.checkpoint), self.config, st.state_dict())
             self.saved_at = st.k
 
-    def stop_by_ctrl_c(self, st: TrainState) -> str:
+    def stop_by_signal(self, st: TrainState, by: str) -> str:
         self.save(st)
-        return (f"training stopped by Ctrl-C after {st.k:,} of {self.n_updates:,} updates; "
+        return (f"training stopped by {by} after {st.k:,} of {self.n_updates:,} updates; "
                 f"the run so far is kept, and resume=True continues it")
 
     def best_diverged(self, st: TrainState) -> bool:
@@ -1002,28 +1039,30 @@ def _fingerprint(data: np.ndarray) -> str:
 
 
 class _SigintFlag:
-    """While active, Ctrl-C (SIGINT) sets .hit instead of raising: the loop stops between updates.
+    """While active, Ctrl-C (SIGINT), SIGTERM and SIGHUP set .hit instead of stopping the
+    process: the loop stops between updates and keeps the run so far.
 
-    A second Ctrl-C raises KeyboardInterrupt as usual. Only the main thread can take signals;
-    elsewhere this does nothing.
+    A second one raises KeyboardInterrupt. Only the main thread can take signals; elsewhere
+    this does nothing.
     """
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self):
-        self.hit, self._old = False, None
+        self.hit, self._old = False, {}
 
     def _handle(self, signum, frame):
         if self.hit:
             raise KeyboardInterrupt
-        self.hit = True
+        self.hit = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 # =============================================================================
@@ -1320,6 +1359,7 @@ def _atomic_write(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_stale_temp_files(path)
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -1328,7 +1368,26 @@ def _atomic_write(path: Path, write: Callable) -> None:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise RNNError(f"cannot write {path}: {err.strerror or err} (check that its folder exists and is writable)") from None
+        hint = "free some space" if err.errno == errno.ENOSPC else "check that its folder exists and is writable"
+        raise RNNError(f"cannot write {path}: {err.strerror or err} ({hint})") from None
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Delete the temporary files that writes of `path` by processes now dead left behind
+    (kill -9 during a checkpoint): .<name>.<pid>.tmp whose pid no longer runs."""
+    try:
+        olds = list(path.parent.glob(f".{glob_escape(path.name)}.*.tmp"))
+    except OSError:
+        return
+    for old in olds:
+        pid = old.name[len(path.name) + 2:-4]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                old.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def _json_array(obj) -> np.ndarray:
@@ -1505,6 +1564,17 @@ def _upgrade_format_1(saved: dict) -> dict:
     saved.setdefault("best_h", np.zeros_like(saved["hprev"][0]) if "hprev" in saved else None)
     saved.setdefault("best_x", 0)
     return saved
+
+
+def checkpoint_updates(path) -> int:
+    """The update count a checkpoint holds (read from its JSON member only, no arrays)."""
+    path = Path(path)
+    _check_npz_sizes(path)
+    with np.load(path, allow_pickle=False) as z:
+        k = _from_json_array(z["state"])["k"]
+    if not isinstance(k, int) or k < 0:
+        raise RNNError(f"{path}: its update count is {k!r}; the file is damaged")
+    return k
 
 
 def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
                                 kernel_name="python3", progress_bar=False, log_output=False,
                                 extra_arguments=workbook.KERNEL_ARGS)
         except PapermillExecutionError:
-            raise StepFailed(error_of(executed), executed) from None
+            raise StepFailed(error_of(executed), executed.name) from None
         nb = nbformat.read(executed, as_version=4)
         nb.cells = [c for c in nb.cells
                     if not set(c.metadata.get("tags", [])) & {"parameters", "injected-parameters"}]
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
             "date": datetime.date.today().strftime("%-d %B %Y")})
         pdf = to_pdf(nb, out, "comparison")
     except StepFailed as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err.text(out)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

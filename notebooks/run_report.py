@@ -1,22 +1,16 @@
-"""Run the workbook's notebooks headless with papermill and render the report PDF.
+"""Run the workbook's notebooks headless with papermill, and render the report PDF.
 
-    python notebooks/run_report.py --run-dir reports/seed-1 -p seed 1 -p n_updates 100000 [--code]
-
-The run's folder is built in place; an earlier run in the same folder is moved aside first
-and comes back untouched if anything fails. A failed run is kept as <run>.failed with the
-executed notebook that holds the error, and the problem is printed in one line.
+The steps of one run, for notebooks/planner.py (which decides what to run, where, and what
+to keep when it fails): execute() runs a notebook into a run folder, render() assembles the
+executed notebooks and the code into report.pdf. A failure is a StepFailed with one line.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import datetime
 import functools
 import os
-import shutil
-import signal
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,9 +21,15 @@ PATH_PARAMS = ("data_path", "run_dir")
 
 
 class StepFailed(Exception):
-    def __init__(self, message: str, notebook: Path | None = None):
+    """One line; notebook and log name the files in the run folder that tell more (the folder
+    itself may move before the message is printed)."""
+
+    def __init__(self, message: str, notebook: str | None = None, log: str | None = None):
         super().__init__(message)
-        self.notebook = notebook
+        self.message, self.notebook, self.log = message, notebook, log
+
+    def text(self, folder: Path) -> str:
+        return self.message + (f"; see {folder / self.log}" if self.log else "")
 
 
 def literal(text: str):
@@ -89,7 +89,15 @@ def execute(step: str, run_dir: Path, params: dict, quiet: bool) -> None:
                             stderr_file=None if quiet else sys.stderr,   # the training bar, live
                             extra_arguments=workbook.KERNEL_ARGS)
     except PapermillExecutionError:
-        raise StepFailed(error_of(out), out) from None
+        raise StepFailed(error_of(out), out.name) from None
+    except (OSError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # noqa: BLE001 - nbclient's DeadKernelError, a kernel that never started, ...
+        what = type(err).__name__
+        if what == "DeadKernelError" or "died" in str(err).lower():
+            raise StepFailed(f"the Python kernel running {step} died (killed, or out of memory); "
+                             f"the notebook up to there is kept", out.name if out.exists() else None) from None
+        raise StepFailed(f"{step} could not run: {what}: {str(err).splitlines()[0] if str(err) else ''}") from None
 
 
 def assemble(run_dir: Path, code: bool, author: str):
@@ -152,97 +160,11 @@ def to_pdf(report, run_dir: Path, stem: str, code: bool = False) -> Path:
     except Exception as err:  # nbconvert raises LatexFailed with the whole log
         log = getattr(err, "output", "") or str(err)
         (run_dir / f"{stem}.log").write_text(log, encoding="utf-8", errors="replace")
-        raise StepFailed(f"LaTeX could not render the report; see {run_dir / f'{stem}.log'}") from None
-    path = run_dir / f"{stem}.pdf"
-    path.write_bytes(pdf)
+        raise StepFailed("LaTeX could not render the report", log=f"{stem}.log") from None
+    path, tmp = run_dir / f"{stem}.pdf", run_dir / f".{stem}.pdf.tmp"
+    try:                                   # whole or not at all: an old PDF stays until a new one is written
+        tmp.write_bytes(pdf)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run-dir", required=True, help="the run's folder, e.g. reports/seed-1")
-    ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="a notebook parameter")
-    ap.add_argument("--code", action="store_true", help="keep the code cells in the PDF")
-    ap.add_argument("--no-pdf", action="store_true", help="run the notebooks only")
-    ap.add_argument("--author", default=os.environ.get("AUTHOR", "DD2424 workbook"))
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--preset", help="a recipe from params/<PRESET>.yaml; -p values override it")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue the run from its checkpoint (in the run folder or <run>.failed)")
-    args = ap.parse_args(argv)
-
-    run_dir = Path(args.run_dir).resolve()
-    try:
-        preset = preset_params(args.preset)
-        if isinstance(preset.get("data_path"), str):        # written relative to notebooks/
-            preset["data_path"] = str((HERE / preset["data_path"]).resolve())
-        params = {**preset, **{name: literal(value) for name, value in args.p}}
-        # what the user gave explicitly beside a preset is an override on purpose, not a preset unapplied
-        params["overrides"] = sorted({name for name, _ in args.p} & set(preset) - {"preset", "data_path"})
-    except StepFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if args.resume:
-        params["resume"] = True
-    for name in PATH_PARAMS:
-        if isinstance(params.get(name), str):
-            params[name] = str(Path(params[name]).resolve())   # notebooks run with cwd notebooks/
-    params["run_dir"] = str(run_dir)
-    os.environ.pop("MPLBACKEND", None)      # Agg here would drop every inline plot from the notebooks
-
-    previous = run_dir.with_name(f".{run_dir.name}.previous")
-    failed = run_dir.with_name(f"{run_dir.name}.failed")
-    checkpoint = None
-    if args.resume:
-        found = [d / "checkpoint.npz" for d in (run_dir, failed) if (d / "checkpoint.npz").is_file()]
-        if not found:
-            print(f"error: no checkpoint to resume from in {run_dir} or {failed}; "
-                  f"run once without RESUME=1 first", file=sys.stderr)
-            return 1
-        checkpoint = max(found, key=lambda p: p.stat().st_mtime)   # the latest state of the run
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # make's kill: clean up as for Ctrl-C
-    try:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(previous, ignore_errors=True)
-        if run_dir.exists():
-            run_dir.rename(previous)
-        run_dir.mkdir()
-        if checkpoint is not None:
-            source = previous / "checkpoint.npz" if checkpoint.parent == run_dir else checkpoint
-            shutil.copy2(source, run_dir / "checkpoint.npz")
-            print(f"resuming from {checkpoint}", flush=True)
-    except OSError as err:
-        print(f"error: cannot write the run folder {run_dir}: {err.strerror}; "
-              f"make {run_dir.parent} writable or choose another REPORTS folder", file=sys.stderr)
-        return 1
-
-    start = time.perf_counter()
-    print(f"run {run_dir.relative_to(Path.cwd()) if run_dir.is_relative_to(Path.cwd()) else run_dir}", flush=True)
-    try:
-        check_names(params)
-        for step in STEPS:
-            execute(step, run_dir, params, args.quiet)
-        pdf = None if args.no_pdf else render(run_dir, args.code, args.author)
-    except (StepFailed, KeyboardInterrupt) as err:
-        message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err)
-        shutil.rmtree(failed, ignore_errors=True)
-        run_dir.rename(failed)
-        if previous.exists():
-            previous.rename(run_dir)
-        where = getattr(err, "notebook", None)
-        print(f"error: {message}", file=sys.stderr)
-        if where is not None:
-            print(f"  the executed notebook with the error: {failed / where.name}", file=sys.stderr)
-        if run_dir.exists():
-            print(f"  the earlier run in {run_dir} is untouched", file=sys.stderr)
-        return 130 if message == "interrupted" else 1
-    shutil.rmtree(previous, ignore_errors=True)
-    shutil.rmtree(failed, ignore_errors=True)
-    done = f"done in {time.perf_counter() - start:.0f} s"
-    print(f"{done}: {pdf}" if pdf else f"{done}: {run_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

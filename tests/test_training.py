@@ -4,6 +4,8 @@ validation on unseen text, checkpoints with exact resume, Ctrl-C, NaN, damaged c
 import math
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -555,6 +557,51 @@ def test_a_damaged_state_field_is_named_in_one_line(corpus, tmp_path):
     np.savez(path, **{**members, "config": rc._json_array({**rc._from_json_array(members["config"]), "format": 9})})
     with pytest.raises(rc.RNNError, match="checkpoint format 9, this one reads 2"):
         run(vocab, data, 200, path, resume=True)
+
+
+def test_a_state_out_of_range_is_refused_before_it_resumes(corpus, tmp_path):
+    """Values of the right type but impossible for this text and model (a position far past
+    the end, samples whose lengths do not add up, NaN weights, a shuffled order pointing past
+    the last chunk) are named in one line, not resumed into a silently different run."""
+    _, vocab, data = corpus
+    path = tmp_path / "ck.npz"
+    run(vocab, data, 120, path, chunk_order="shuffled")
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    state = rc._from_json_array(members["state"])
+    theta = members["theta"].copy()
+    theta[3] = np.nan
+    cases = {
+        "e": ({"state": rc._json_array({**state, "e": 10**12})}, r"its position e = 1,000,000,000,000 is outside"),
+        "pos": ({"state": rc._json_array({**state, "pos": -3})}, "its shuffled order points outside"),
+        "order": ({"order": members["order"] + 10**6}, "its shuffled order points outside"),
+        "lengths": ({"sample_text_lengths": members["sample_text_lengths"] + 7}, "the lengths of sample_text do not add up"),
+        "theta": ({"theta": theta}, "theta holds NaN or infinite values"),
+        "sample": ({"sample_text": members["sample_text"] + 10**4}, "its samples hold characters outside"),
+        "best": ({"state": rc._json_array({**state, "best_update": 10**9})}, "it names updates beyond its own 120"),
+    }
+    for name, (change, message) in cases.items():
+        np.savez(path, **{**members, **change})
+        with pytest.raises(rc.RNNError) as err:
+            run(vocab, data, 200, path, resume=True, chunk_order="shuffled")
+        assert message in str(err.value) and "\n" not in str(err.value), name
+        assert "the file is damaged" in str(err.value)
+    np.savez(path, **members)                    # the file as written resumes
+    assert run(vocab, data, 200, path, resume=True, chunk_order="shuffled").resumed_from == 120
+
+
+def test_temporary_files_of_dead_writers_are_removed_by_the_next_write(corpus, tmp_path):
+    """kill -9 during a checkpoint leaves .ck.npz.<pid>.tmp; the next write of that file removes
+    those of processes that no longer run (and leaves a live writer's alone)."""
+    _, vocab, data = corpus
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale, live = tmp_path / f".ck.npz.{dead}.tmp", tmp_path / f".ck.npz.{os.getppid()}.tmp"
+    other = tmp_path / f".other.npz.{dead}.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"half a checkpoint")
+    run(vocab, data, 120, tmp_path / "ck.npz")
+    assert not stale.exists() and live.exists() and other.exists()
 
 
 def test_training_time_adds_up_over_sessions(corpus, tmp_path):

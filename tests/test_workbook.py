@@ -26,7 +26,7 @@ TINY = {"m": 8, "n_updates": 3e2, "sample_every": 100, "check_m": [3, 6], "passa
 
 
 def make(*args, reports: Path, check=True):
-    env = {**os.environ, "REPORTS": str(reports)}
+    env = {**os.environ, "REPORTS": str(reports), "REPORTS_OUTSIDE": "1"}   # pytest's folders are outside
     env.pop("MAKEFLAGS", None)
     proc = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True)

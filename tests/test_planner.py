@@ -1,0 +1,327 @@
+"""The planner behind the Makefile: user values as data, run folders that lose nothing, a lock
+per run, and the one-line messages. Each test drives `make` as a user would."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import rnn_core as rc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "notebooks"))
+import planner  # noqa: E402
+
+TINY = "m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False"
+INJECTIONS = ["x'; touch {mark}; echo '", 'x"; touch {mark}; echo "', "$(shell touch {mark})", "`touch {mark}`",
+              "x; touch {mark}"]
+
+
+def make(*args, reports: Path, check=True, timeout=600, **popen):
+    env = {**os.environ, "REPORTS": str(reports), "REPORTS_OUTSIDE": "1"}
+    env.pop("MAKEFLAGS", None)
+    if popen:
+        return subprocess.Popen(["make", "--no-print-directory", *args], cwd=ROOT, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    proc = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode:
+        raise AssertionError(f"make {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def errors(proc) -> list:
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+def tree(folder: Path) -> dict:
+    """Every file under folder with the hash of its bytes: what 'untouched' means."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def pdf_first_page(path: Path) -> str:
+    text = subprocess.run(["pdftotext", "-l", "1", "-enc", "UTF-8", str(path), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    return " ".join(text.split()).replace("\u2019", "'")
+
+
+def wait_for(predicate, timeout=120, what="it"):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+# ----------------------------------------------------------------------------- values are data
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory):
+    """One run whose text's name and author hold quotes, $, spaces, é and LaTeX specials."""
+    base = tmp_path_factory.mktemp("odd")
+    book = base / "O'Brien $HOME & co_50% é.txt"
+    book.write_text(rc.load_text(ROOT / "data" / "shakespeare.txt")[:150_000], encoding="utf-8")
+    mark = base / "injected"
+    author = f"Conan O'Brien $HOME \\input{{/etc/hostname}} " + INJECTIONS[0].format(mark=mark)
+    reports = base / "reports"
+    proc = make("report", f"DATA={book}", "N_UPDATES=200", f"P={TINY}", f"AUTHOR={author}", reports=reports)
+    run = next(d for d in reports.iterdir() if d.is_dir())
+    return base, book, author, mark, reports, run, proc
+
+
+def test_quotes_and_dollars_in_values_are_text_and_run_nothing(odd):
+    base, book, author, mark, reports, run, proc = odd
+    assert f"report: {run}/report.pdf" in proc.stdout
+    page = pdf_first_page(run / "report.pdf")
+    assert author in page and book.name in page            # as typed, on the title page
+    assert json.loads((run / "run.json").read_text())["corpus"]["name"] == book.name
+    assert run.parent == reports and run.name.startswith("classic-O_Brien_HOME_co_50_-seed-1-n200")
+    # the strings that ran shell commands before: in every variable, through help, -n and report
+    before = tree(reports)
+    for template in INJECTIONS:
+        value = template.format(mark=mark)
+        make("help", f"DATA={value}", f"AUTHOR={value}", f"P=prime_text={value}", reports=reports, check=False)
+        make("-n", "report", f"DATA={value}", f"RUN={value}", reports=reports, check=False)
+        make("report", f"AUTHOR={value}", f"P=prime_text={value}", "M=0", reports=reports, check=False)
+    assert not mark.exists()
+    assert {k: v for k, v in tree(reports).items() if not k.startswith("classic-seed-1")} == before
+
+
+def test_make_n_changes_no_file(odd):
+    base, book, author, mark, reports, run, proc = odd
+    before = tree(reports), sorted(p.name for p in reports.iterdir())
+    make("-n", "report", f"DATA={book}", "N_UPDATES=300", reports=reports)
+    make("-n", "clean", reports=reports)
+    assert (tree(reports), sorted(p.name for p in reports.iterdir())) == before
+
+
+def test_only_the_author_changed_renders_again_without_training(odd):
+    base, book, author, mark, reports, run, proc = odd
+    history = (run / "history.csv").stat().st_mtime_ns
+    proc = make("report", f"DATA={book}", "N_UPDATES=200", f"P={TINY}", "AUTHOR=Ada Lovelace", reports=reports)
+    assert "rendering the PDF again" in proc.stdout and "01_gradient_check" not in proc.stdout
+    assert (run / "history.csv").stat().st_mtime_ns == history
+    assert "Ada Lovelace" in pdf_first_page(run / "report.pdf")
+    proc = make("report", f"DATA={book}", "N_UPDATES=200", f"P={TINY}", "AUTHOR=Ada Lovelace", reports=reports)
+    assert "up to date" in proc.stdout and (run / "history.csv").stat().st_mtime_ns == history
+
+
+def test_changed_data_trains_again(odd):
+    """A text with spaces and quotes in its path: its content, not its name or date, decides."""
+    base, book, author, mark, reports, run, proc = odd
+    before = json.loads((run / "run.json").read_text())["fingerprint"]
+    with open(book, "a", encoding="utf-8") as f:
+        f.write("\nA new line at the end of the book.\n")
+    proc = make("report", f"DATA={book}", "N_UPDATES=200", f"P={TINY}", "AUTHOR=Ada Lovelace", reports=reports)
+    assert "01_gradient_check" in proc.stdout
+    info = json.loads((run / "run.json").read_text())
+    assert info["fingerprint"]["train"] != before["train"]
+    assert info["corpus"]["characters"] == 150_000 + len("\nA new line at the end of the book.\n")
+
+
+# ----------------------------------------------------------------------------- folders: REPORTS, RUN, clean
+
+@pytest.mark.parametrize("verb", ["report", "clean", "batch"])
+@pytest.mark.parametrize("reports", ["", "/", "~"])
+def test_reports_empty_root_or_home_is_refused_and_deletes_nothing(tmp_path, verb, reports):
+    home = tmp_path / "home"
+    (home / "keep").mkdir(parents=True)
+    (home / "keep" / "02_train.ipynb").write_text("{}")          # looks like a run folder
+    env = {**os.environ, "REPORTS": reports, "HOME": str(home)}
+    proc = subprocess.run(["make", "--no-print-directory", verb], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert len(errors(proc)) == 1 and "REPORTS" in errors(proc)[0], proc.stderr
+    assert (home / "keep" / "02_train.ipynb").exists()
+
+
+def test_reports_outside_the_project_needs_saying_so(tmp_path):
+    proc = subprocess.run(["make", "--no-print-directory", "clean"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "REPORTS": str(tmp_path)})
+    assert errors(proc) == [f"error: REPORTS={tmp_path} is outside the project; set REPORTS_OUTSIDE=1 to use it anyway"]
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "a/b", ".hidden", "..", "x.failed"])
+def test_a_run_name_stays_one_folder_inside_reports(tmp_path, name):
+    proc = make("report", f"RUN={name}", reports=tmp_path / "r", check=False)
+    assert len(errors(proc)) == 1 and "is not a run folder name" in errors(proc)[0]
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "r" / "a").exists()
+
+
+def test_odd_values_make_one_folder_name_inside_reports():
+    env = {"P": "prime_text=../../x;y batch_size=2", "DATA": "a b/c'd$e.txt", "M": "8"}
+    name = planner.run_name("classic", "1", env)
+    assert name == "classic-c_d_e-seed-1-m8-prime_text.._.._x_y-batch_size2"
+    assert "/" not in planner.run_name("classic", "1", {"P": "x=" + "/" * 300})
+    assert len(planner.run_name("classic", "1", {"P": "x=" + "a" * 300})) <= planner.MAX_NAME
+
+
+def test_clean_deletes_only_the_workbooks_folders(tmp_path):
+    reports = tmp_path / "reports"
+    for name, files in {"classic-seed-1": ["plan.json"], "classic-seed-2.failed": ["02_train.ipynb"],
+                        "batch-classic": ["05_compare.ipynb"], "photos": ["cat.jpg"]}.items():
+        (reports / name).mkdir(parents=True)
+        for f in files:
+            (reports / name / f).write_text(json.dumps({"kind": planner.MARK + " run"}))
+    (reports / "notes.txt").write_text("mine")
+    (reports / ".classic-seed-1.lock").write_text("")
+    proc = make("clean", reports=reports)
+    assert sorted(p.name for p in reports.iterdir()) == ["notes.txt", "photos"]
+    assert "removed 3 run folders" in proc.stdout and "2 other entries left alone" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- failures keep the good run
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A finished run, RUN=g, that the failures below must leave byte for byte as it is."""
+    reports = tmp_path_factory.mktemp("good")
+    make("report", "RUN=g", "N_UPDATES=200", f"P={TINY}", reports=reports)
+    return reports, reports / "g"
+
+
+LONG = ["RUN=g", "N_UPDATES=3000000", f"P={TINY} checkpoint_every=500"]
+
+
+def start_long(reports, *extra):
+    """A long run into g's folder, in its own session (as a terminal's job), returned once training runs."""
+    proc = make("report", *LONG, *extra, reports=reports, start_new_session=True)
+    wait_for(lambda: (reports / ".g.building" / "checkpoint.npz").exists(), what="the first checkpoint")
+    return proc
+
+
+def test_a_killed_kernel_keeps_the_earlier_run_and_the_next_failure_too(good):
+    reports, run = good
+    before = tree(run)
+    proc = start_long(reports)
+    kernels = [int(d.name) for d in Path("/proc").glob("[0-9]*") if _is_kernel_of(d, reports)]
+    assert len(kernels) == 1
+    os.kill(kernels[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert lines == ["error: the Python kernel running 02_train died (killed, or out of memory); "
+                     "the notebook up to there is kept"], err
+    assert "Traceback" not in err and "Kernel died" not in err
+    assert re.search(r"its checkpoint \(update [\d,]+\) is in .*g\.failed; this continues it: make report .*RESUME=1", err)
+    assert tree(run) == before and not (reports / ".g.building").exists()
+    failing = make("report", "RUN=g", "M=0", reports=reports, check=False)
+    assert len(errors(failing)) == 1 and "m must be >= 1, got 0" in errors(failing)[0]
+    assert "the earlier run in" in failing.stderr and tree(run) == before
+
+
+def _is_kernel_of(proc_dir: Path, reports: Path) -> bool:
+    """Whether /proc/<pid> is a Jupyter kernel running a notebook of a run under `reports`."""
+    try:
+        cmd = (proc_dir / "cmdline").read_bytes()
+        if b"ipykernel" not in cmd:
+            return False
+        parent = int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        return str(reports).encode() in Path(f"/proc/{parent}/environ").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def test_hangup_and_a_second_shorter_attempt_keep_the_longer_state(good):
+    """SIGHUP (a closed terminal) and then Ctrl-C of a new attempt that got less far: the
+    earlier run stays, the state further along stays in g.failed, the shorter one beside it,
+    and RESUME=1 continues the longer. A second make meanwhile is refused in one line."""
+    reports, run = good
+    for d in (reports / "g.failed", reports / "g.failed-latest"):   # attempts of the test before
+        shutil.rmtree(d, ignore_errors=True)
+    before = tree(run)
+    proc = start_long(reports)
+    busy = make("report", "RUN=g", "N_UPDATES=200", f"P={TINY}", reports=reports, check=False)
+    assert len(errors(busy)) == 1 and re.search(r"g is being made by process \d+ \(since [\d:]+\); wait for it",
+                                                errors(busy)[0]), busy.stderr
+    time.sleep(4)                                   # further along than the attempt below
+    os.killpg(proc.pid, signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert [line for line in err.splitlines() if line.startswith("error:")] == \
+        ["error: interrupted by SIGHUP (the terminal closed)"], err
+    first = rc.checkpoint_updates(reports / "g.failed" / "checkpoint.npz")
+    assert first >= 1000 and tree(run) == before
+
+    proc = start_long(reports)
+    os.killpg(proc.pid, signal.SIGINT)              # as Ctrl-C in the terminal
+    out, err = proc.communicate(timeout=120)
+    second = rc.checkpoint_updates(reports / "g.failed-latest" / "checkpoint.npz")
+    assert second < first
+    assert rc.checkpoint_updates(reports / "g.failed" / "checkpoint.npz") == first
+    assert f"keeps an earlier attempt that got further (update {first:,}); RESUME=1 continues that one" in err
+    assert tree(run) == before
+
+    resumed = make("report", *LONG[:1], f"N_UPDATES={first + 100}", LONG[2], "RESUME=1", reports=reports)
+    assert f"g.failed/checkpoint.npz (update {first:,})" in resumed.stdout
+    assert json.loads((run / "run.json").read_text())["resumed_from"] == first
+
+
+def test_a_killed_planner_leaves_no_lock_and_its_attempt_is_kept(good, tmp_path):
+    """kill -9 of make and the planner: the lock dies with them, the next make takes the folder,
+    keeps the half-built attempt as g.failed, and leaves no temporary file."""
+    reports, run = good
+    proc = start_long(reports)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    wait_for(lambda: not any(_is_kernel_of(d, reports) for d in Path("/proc").glob("[0-9]*")), 30,
+             "the orphaned kernel's exit")
+    failing = make("report", "RUN=g", "M=0", reports=reports, check=False)
+    assert "is being made" not in failing.stderr and "m must be >= 1" in failing.stderr
+    assert not (reports / ".g.building").exists()
+    assert rc.checkpoint_updates(reports / "g.failed" / "checkpoint.npz") > 0 or \
+        rc.checkpoint_updates(reports / "g.failed-latest" / "checkpoint.npz") > 0
+    assert not [p for p in reports.rglob("*.tmp")]
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+MNT = Path("/mnt/dd2424-test-tmpfs")
+
+
+@pytest.fixture
+def small_disk():
+    """A 24 MB tmpfs as REPORTS (needs root; skipped with the reason where mounting is not allowed)."""
+    try:
+        MNT.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(MNT)], capture_output=True,
+                              text=True)
+    except OSError as err:
+        pytest.skip(f"cannot mount a small tmpfs here: {err}")
+    if proc.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
+    yield MNT
+    subprocess.run(["umount", str(MNT)], capture_output=True)
+
+
+def test_a_full_disk_during_resume_keeps_every_checkpoint(small_disk, tmp_path):
+    """The case that lost 30,000 updates: RESUME=1 until the disk is full. The run's checkpoint
+    stays whole, and once there is space again RESUME=1 completes the run, bit for bit the same
+    as a run never stopped."""
+    args = ["P=m=32 check_m=[3] passage_length=200 temperatures=[1.0] top_ps=[] speed=False "
+            "checkpoint_every=500 sample_every=5000 val_every=5000"]
+    make("report", "RUN=d", *args, "N_UPDATES=6000", reports=small_disk)
+    run = small_disk / "d"
+    before = tree(run)
+    free = shutil.disk_usage(small_disk).free
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (free - 3 * (run / "checkpoint.npz").stat().st_size))
+    proc = make("report", "RUN=d", *args, "N_UPDATES=20000", "RESUME=1", reports=small_disk, check=False)
+    assert proc.returncode != 0
+    assert len(errors(proc)) == 1 and "No space left on device" in errors(proc)[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree(run) == before                           # the only finished state, untouched
+    for d in (small_disk / "d.failed", small_disk / "d.failed-latest"):
+        assert not (d / "checkpoint.npz").exists() or rc.checkpoint_updates(d / "checkpoint.npz") >= 6000
+    filler.unlink()
+    make("report", "RUN=d", *args, "N_UPDATES=20000", "RESUME=1", reports=small_disk)
+    make("report", "RUN=whole", *args, "N_UPDATES=20000", reports=tmp_path)
+    assert (run / "history.csv").read_bytes() == (tmp_path / "whole" / "history.csv").read_bytes()
