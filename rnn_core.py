@@ -129,17 +129,28 @@ class Vocab:
     def __repr__(self) -> str:
         return f"Vocab(K={self.K}, chars={self.chars!r})"
 
-    def encode(self, text: str) -> np.ndarray:
-        """Indices of the characters of `text`, shape (len(text),); unknown characters are an error."""
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.intp)
-        known = codes < len(self._lookup)
-        ix = np.full(len(codes), -1, dtype=np.intp)
-        ix[known] = self._lookup[codes[known]]
-        if (ix < 0).any():
-            bad = sorted({text[i] for i in np.flatnonzero(ix < 0)[:1000]})
-            raise RNNError(f"characters not in the vocabulary: {''.join(bad)!r}; "
-                           f"use only characters of the training text (K={self.K})")
-        return ix
+    def encode(self, text: str, compact: bool = False) -> np.ndarray:
+        """Indices of the characters of `text`, shape (len(text),); unknown characters are an error.
+
+        compact=True stores them in the smallest unsigned type that holds K - 1 (one byte per
+        character for most books instead of eight): training converts each chunk as it reads it.
+        The text is encoded a million characters at a time, so memory stays near the result's.
+        """
+        dtype = np.intp if not compact else next(t for t in (np.uint8, np.uint16, np.uint32)
+                                                  if self.K - 1 <= np.iinfo(t).max)
+        out = np.empty(len(text), dtype=dtype)
+        block = 1 << 20
+        for start in range(0, len(text), block):
+            piece = text[start:start + block]
+            codes = np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32)
+            ix = self._lookup[np.minimum(codes, len(self._lookup) - 1)]
+            unknown = (codes >= len(self._lookup)) | (ix < 0)
+            if unknown.any():
+                bad = sorted({piece[i] for i in np.flatnonzero(unknown)[:1000]})
+                raise RNNError(f"characters not in the vocabulary: {''.join(bad)!r}; "
+                               f"use only characters of the training text (K={self.K})")
+            out[start:start + block] = ix
+        return out
 
     def decode(self, ix) -> str:
         ix = np.asarray(ix)
@@ -684,12 +695,12 @@ def train(rnn: RNN, data, *, n_updates: int, rng: np.random.Generator, seq_lengt
     _check_choice("chunk_order", chunk_order, CHUNK_ORDERS)
     _check_choice("best_by", best_by, BEST_BY)
     f = np.dtype(_check_choice("dtype", dtype, DTYPES))
-    data = np.asarray(data, dtype=np.intp)
+    data = _indices(data)
     K, m = rnn.K, rnn.m
     reader = _Reader(data, K, m, T=_check_int("seq_length", seq_length), B=_check_int("batch_size", batch_size),
                      order=chunk_order, reset_ix=reset_ix, loss_reduction=loss_reduction, dtype=f)
     if val_data is not None:
-        val_data = np.asarray(val_data, dtype=np.intp)
+        val_data = _indices(val_data)
         if len(val_data) < 2 or val_data.min() < 0 or val_data.max() >= K:
             raise RNNError("val_data must be an encoded text of at least 2 characters of the same vocabulary")
     elif best_by == "val":
@@ -838,6 +849,15 @@ class TrainState:
                        best_val_loss=self.best_val_loss, seconds=self.seconds)
 
 
+def _indices(data) -> np.ndarray:
+    """An encoded text as an integer array, without a copy when it is one already (a compact
+    one, Vocab.encode(compact=True), stays compact: a 200 MB book is not made 1.6 GB)."""
+    a = np.asarray(data)
+    if a.dtype.kind not in "iu":
+        a = np.asarray(data, dtype=np.intp)
+    return a.reshape(-1)
+
+
 def check_reading(N: int, T: int, B: int, order: str) -> None:
     """A training text of N characters can be read in chunks of T characters by B streams side by
     side (sequential order) or B shuffled chunks at a time; else a one-line RNNError with the fix."""
@@ -906,14 +926,13 @@ class _Reader:
         last hidden states carried into st.hprev."""
         buf, T = self.buf, self.T
         if self.batched:
-            XY = self.data[starts[None, :] + self.steps_and_one]   # (T + 1, B): X is rows 0..T-1,
-            X, Y = XY[:-1], XY[1:]                                 # Y rows 1..T
+            XY = self.data[starts[None, :] + self.steps_and_one].astype(np.intp, copy=False)   # (T + 1, B):
+            X, Y = XY[:-1], XY[1:]                                 # X is rows 0..T-1, Y rows 1..T
             loss = _forward_backward_batch(st.P, X, Y, st.hprev, buf, self.G,
                                            _resets(X, self.reset_ix, self.dtype), self.scale) * self.scale
         else:
-            e = st.e
-            loss = _forward_backward(st.P, self.data[e:e + T], self.data[e + 1:e + T + 1], st.hprev[0],
-                                     buf, self.G) * self.scale
+            xy = self.data[st.e:st.e + T + 1].astype(np.intp, copy=False)
+            loss = _forward_backward(st.P, xy[:-1], xy[1:], st.hprev[0], buf, self.G) * self.scale
             if self.scale != 1.0:             # the batched pass scales its gradients itself
                 self.grad *= self.scale
         st.hprev[...] = buf.H[T]
@@ -1035,7 +1054,11 @@ class _Watch:
 
 
 def _fingerprint(data: np.ndarray) -> str:
-    return f"{len(data)}:{zlib.crc32(np.ascontiguousarray(data, dtype=np.int64).tobytes()):08x}"
+    """The text's length and the CRC-32 of its indices as int64 (a block at a time: no copy of it all)."""
+    crc, block = 0, 1 << 20
+    for start in range(0, len(data), block):
+        crc = zlib.crc32(np.ascontiguousarray(data[start:start + block], dtype=np.int64).tobytes(), crc)
+    return f"{len(data)}:{crc:08x}"
 
 
 class _SigintFlag:
@@ -1312,7 +1335,7 @@ def evaluate(rnn: RNN, data, *, h0=None, context=None, burn_in: int = VAL_BURN_I
     S = max(1, min(streams, n // 2 or 1))
     L = n // S                          # characters per stream; the last n - S L are not scored
     m = rnn.m
-    before = np.zeros(0, np.intp) if context is None else np.asarray(context, dtype=np.intp)[-burn_in:]
+    before = np.zeros(0, np.intp) if context is None else np.asarray(context)[max(0, len(context) - burn_in):].astype(np.intp)
     b = len(before) if burn_in > 0 else 0
     full = np.concatenate([before[len(before) - b:], data])   # stream j reads full[jL : jL + b + L]
     rnn = rnn.astype(np.float64)        # a float32 model is scored in float64 too

@@ -410,6 +410,23 @@ def words(text: str) -> list:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+VAL_SCORED_MAX = 1_000_000     # held-out characters scored at most (a 200 MB book holds out 20M)
+BOOK_WORDS_MAX = 20_000_000    # training characters whose words count as "words of the book"
+
+
+def word_set(text: str, limit: int = BOOK_WORDS_MAX) -> set:
+    """The distinct words of text[:limit], read a block at a time: memory grows with the
+    distinct words, not with the text (a list of every word of 200 MB is gigabytes)."""
+    found, block, start, end = set(), 1 << 20, 0, min(len(text), limit)
+    while start < end:
+        stop = min(start + block, end)
+        while stop < end and (text[stop].isalpha() or text[stop] == "'"):   # never cut a word in two
+            stop += 1
+        found.update(w.lower() for w in _WORD.findall(text, start, stop))
+        start = stop
+    return found
+
+
 def text_stats(text: str, book_words: set) -> dict:
     """words: count; book_words: share found in the training text; distinct: share of distinct
     words; repeated_trigrams: share of word trigrams that occur more than once in the text."""

@@ -74,7 +74,8 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
     assert info["params"]["m"] == 8 and info["params"]["n_updates"] == 300
     assert type(info["params"]["n_updates"]) is int     # 3e2 was taken as the whole number it is
     assert info["corpus"] == {"name": "shakespeare.txt", "characters": 1091710, "K": 76,
-                              "train_characters": 982539, "val_characters": 109171, "line_endings_converted": 0}
+                              "train_characters": 982539, "val_characters": 109171, "val_scored_characters": 109171,
+                              "line_endings_converted": 0}
     assert info["updates_per_second"] > 0 and info["wall_seconds"] > 0
     assert info["blas_threads"] == 1                # conftest runs the tests on one BLAS thread
     best, vocab, meta = rc.load_model(tiny_run / "best_model.npz")
@@ -321,6 +322,9 @@ BAD_INPUT = [
      "prime_text has characters the training text does not: '€'"),
     ("unknown parameter", ["P=learning_rate=0.1"], None, "unknown parameter learning_rate; the notebooks take:"),
     ("read-only reports folder", ["REPORTS={ro}"], {"run_dir": "{ro}/run"}, "cannot "),
+    ("no folder for the runs", ["REPORTS="], None, "REPORTS is empty; give the folder for run folders"),
+    ("a run name that is a path", ["RUN=../../elsewhere"], None, "RUN='../../elsewhere' is not a run folder name"),
+    ("a value given twice", ["M=50", "P=m=100"], None, "m given twice (a variable and P, or twice in P)"),
 ]
 
 
