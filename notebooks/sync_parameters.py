@@ -39,6 +39,7 @@ COMMON = [
     ("tweet_length", "140", "tweets: longest synthesized tweet (140 or 280)"),
     ("keep_retweets", "False", "tweets: keep retweets"),
     ("keep_links", "False", "tweets: keep http(s) links"),
+    ("max_text_mb", "1000", "a larger text file is refused (it needs about 5x its size in memory)"),
     ("run_dir", '"../reports/classic-seed-1"', "where this run's artefacts go"),
     ("passage_length", "1000", "characters of the passage from the best model"),
     ("prime_text", '""', "text the best model reads before its passage (not for tweets)"),

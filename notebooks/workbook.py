@@ -9,6 +9,7 @@ import functools
 import html
 import json
 import math
+import os
 import re
 import sys
 import unicodedata
@@ -102,6 +103,25 @@ def read_history(path) -> dict:
 
 def load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.0,
                 keep_retweets: bool = False, keep_links: bool = False) -> dict:
+    """The corpus (see _load_corpus), read once per notebook: check_params and the notebook's
+    own cells share it while the file stays the same (its size, time and inode)."""
+    paths = data_path if isinstance(data_path, list) else [data_path]
+    try:
+        stamp = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns, os.stat(p).st_ino) for p in paths)
+    except (OSError, TypeError, ValueError):
+        stamp = None                       # missing or odd: _load_corpus says what is wrong
+    if stamp is None:
+        return _load_corpus(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
+    return _load_corpus_cached(stamp, json.dumps(data_path), corpus_format, val_fraction, keep_retweets, keep_links)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_corpus_cached(stamp, data_path_json, corpus_format, val_fraction, keep_retweets, keep_links) -> dict:
+    return _load_corpus(json.loads(data_path_json), corpus_format, val_fraction, keep_retweets, keep_links)
+
+
+def _load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.0,
+                 keep_retweets: bool = False, keep_links: bool = False) -> dict:
     """The text, its vocabulary and its split, as every notebook of a run sees them.
 
     corpus_format "tweets": data_path is a tweet-archive JSON file (or a list of them), and
@@ -302,8 +322,17 @@ def check_params(space: dict) -> None:
     if space.get("prime_text") and tweets:
         raise rc.RNNError("prime_text is for books: with tweets each one starts from an end-of-tweet "
                           "character; leave prime_text empty")
+    if "max_text_mb" in space:
+        rc._check_positive("max_text_mb", space["max_text_mb"])
     if "data_path" in space:          # last: reading it is the slowest check
         path = space["data_path"]
+        limit = space.get("max_text_mb", 1000)
+        for p in (path if isinstance(path, list) else [path]):
+            size = rc.check_text_file(p).stat().st_size
+            if size > limit * 1e6:
+                raise rc.RNNError(f"{p} is {size / 1e6:,.0f} MB, more than max_text_mb = {limit:g}; training needs "
+                                  f"about 5 times a text's size in memory (measured): set P=max_text_mb="
+                                  f"{math.ceil(size / 1e6)} to use it anyway")
         corpus = load_corpus(path, space.get("corpus_format", "text"), space.get("val_fraction", 0.0),
                              space.get("keep_retweets", False), space.get("keep_links", False))
         T = space.get("seq_length", 1)

@@ -322,6 +322,8 @@ BAD_INPUT = [
      "prime_text has characters the training text does not: '€'"),
     ("unknown parameter", ["P=learning_rate=0.1"], None, "unknown parameter learning_rate; the notebooks take:"),
     ("read-only reports folder", ["REPORTS={ro}"], {"run_dir": "{ro}/run"}, "cannot "),
+    ("text above max_text_mb", ["P=max_text_mb=0.5"], {"max_text_mb": 0.5},
+     "shakespeare.txt is 1 MB, more than max_text_mb = 0.5; training needs about 5 times"),
     ("no folder for the runs", ["REPORTS="], None, "REPORTS is empty; give the folder for run folders"),
     ("a run name that is a path", ["RUN=../../elsewhere"], None, "RUN='../../elsewhere' is not a run folder name"),
     ("a value given twice", ["M=50", "P=m=100"], None, "m given twice (a variable and P, or twice in P)"),
