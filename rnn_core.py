@@ -1290,6 +1290,9 @@ def load_tweets(paths, *, keep_retweets: bool = False, keep_links: bool = False)
         except json.JSONDecodeError as err:
             raise RNNError(f"{p} is not JSON: {err.msg} at line {err.lineno}, column {err.colno}; "
                            f"give a tweet-archive file (a JSON list of tweets)") from None
+        except RecursionError:
+            raise RNNError(f"{p} nests its JSON too deep to read; give a tweet-archive file "
+                           f"(a JSON list of tweets)") from None
         if not isinstance(tweets, list) or not all(isinstance(t, dict) and isinstance(t.get("text"), str)
                                                     for t in tweets):
             raise RNNError(f"{p} is not a tweet archive: expected a JSON list of objects with a \"text\" field")
@@ -1419,6 +1422,8 @@ def _json_array(obj) -> np.ndarray:
 
 
 def _from_json_array(a: np.ndarray):
+    if a.dtype != np.uint8 or a.ndim != 1:
+        raise ValueError("a JSON member that is not bytes")
     return json.loads(a.tobytes().decode())
 
 
@@ -1490,7 +1495,9 @@ def load_model(path) -> tuple[RNN, Vocab, dict]:
                        f"(with a lower eta if the loss exploded)")
     try:
         meta = _from_json_array(arrays["meta"])
-    except (UnicodeDecodeError, ValueError):
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise RNNError(f"{p}: its metadata is not valid JSON; the file is damaged") from None
     if start is not None:
         h, x = np.asarray(start[0], dtype=np.float64), start[1]
@@ -1611,7 +1618,10 @@ def _read_checkpoint(path: Path, config: dict, n_updates: int) -> dict:
         with np.load(path, allow_pickle=False) as z:
             saved = {k: z[k] for k in z.files if k not in ("config", "state")}
             old, values = _from_json_array(z["config"]), _from_json_array(z["state"])
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError) as err:
+        if not isinstance(old, dict) or not isinstance(values, dict) or not isinstance(old.get("info", {}), dict) \
+                or not {"K", "data"} <= set(old):
+            raise ValueError("its config or state is not what rnn_core writes")
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError, RecursionError) as err:
         raise RNNError(f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated "
                        f"or damaged: delete it and start the run again") from None
     saved.update(values)

@@ -230,8 +230,8 @@ def resolve_params(run: Run) -> dict:
     params = {**preset, "seed": run_report.literal(run.seed),
               **{name: run_report.literal(value) for name, value in run.explicit}}
     params["overrides"] = sorted({name for name, _ in run.explicit} & set(preset) - {"preset", "data_path"})
-    if isinstance(params.get("data_path"), str):
-        params["data_path"] = str(Path(params["data_path"]).expanduser().resolve())
+    if isinstance(params.get("data_path"), str):      # absolute (the notebooks run in notebooks/), links kept:
+        params["data_path"] = os.path.abspath(os.path.expanduser(params["data_path"]))   # a dangling one is named
     if run.resume:
         params["resume"] = True
     return params

@@ -515,3 +515,10 @@ def test_special_files_are_refused_at_once_without_being_read(tmp_path):
         with pytest.raises(rc.RNNError, match=re.escape(message)):
             rc.load_text(path)
         assert time.perf_counter() - t0 < 1.0
+
+
+def test_tweets_nested_too_deep_are_named_in_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(rc.RNNError, match="nests its JSON too deep to read"):
+        rc.load_tweets(path)

@@ -53,6 +53,11 @@ def pdf_first_page(path: Path) -> str:
     return " ".join(text.split()).replace("\u2019", "'")
 
 
+def pdf_text_of(path: Path) -> str:
+    return subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
 def wait_for(predicate, timeout=120, what="it"):
     end = time.time() + timeout
     while time.time() < end:
@@ -68,7 +73,7 @@ def wait_for(predicate, timeout=120, what="it"):
 def odd(tmp_path_factory):
     """One run whose text's name and author hold quotes, $, spaces, é and LaTeX specials."""
     base = tmp_path_factory.mktemp("odd")
-    book = base / "O'Brien $HOME & co_50% é.txt"
+    book = base / "O'Brien $HOME & co_50% #1 ~a ^b {c} \\input{x} é.txt"
     book.write_text(rc.load_text(ROOT / "data" / "shakespeare.txt")[:150_000], encoding="utf-8")
     mark = base / "injected"
     author = f"Conan O'Brien $HOME \\input{{/etc/hostname}} " + INJECTIONS[0].format(mark=mark)
@@ -84,7 +89,8 @@ def test_quotes_and_dollars_in_values_are_text_and_run_nothing(odd):
     page = pdf_first_page(run / "report.pdf")
     assert author in page and book.name in page            # as typed, on the title page
     assert json.loads((run / "run.json").read_text())["corpus"]["name"] == book.name
-    assert run.parent == reports and run.name.startswith("classic-O_Brien_HOME_co_50_-seed-1-n200")
+    assert run.parent == reports and run.name.startswith("classic-O_Brien_HOME_co_50_1_a_b_c_input_x_-seed-1-n200")
+    assert " ".join(pdf_text_of(run / "report.pdf").split()).replace("\u2019", "'").count(book.name) >= 2   # title, table
     # the strings that ran shell commands before: in every variable, through help, -n and report
     before = tree(reports)
     for template in INJECTIONS:

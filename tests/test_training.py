@@ -590,6 +590,23 @@ def test_a_state_out_of_range_is_refused_before_it_resumes(corpus, tmp_path):
     assert run(vocab, data, 200, path, resume=True, chunk_order="shuffled").resumed_from == 120
 
 
+def test_checkpoint_json_that_is_not_ours_is_named_in_one_line(corpus, tmp_path):
+    """A config without K, a state that is a list, JSON nested 100,000 deep: one line each,
+    never a KeyError, TypeError or RecursionError."""
+    _, vocab, data = corpus
+    path = tmp_path / "ck.npz"
+    run(vocab, data, 120, path)
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    config = rc._from_json_array(members["config"])
+    deep = np.frombuffer(b"[" * 100_000 + b"]" * 100_000, dtype=np.uint8)
+    for change in ({"config": rc._json_array({k: v for k, v in config.items() if k != "K"})},
+                   {"state": rc._json_array([1, 2])}, {"state": deep}, {"config": members["theta"]}):
+        np.savez(path, **{**members, **change})
+        with pytest.raises(rc.RNNError, match="is not a readable checkpoint .*damaged"):
+            run(vocab, data, 200, path, resume=True)
+
+
 def test_temporary_files_of_dead_writers_are_removed_by_the_next_write(corpus, tmp_path):
     """kill -9 during a checkpoint leaves .ck.npz.<pid>.tmp; the next write of that file removes
     those of processes that no longer run (and leaves a live writer's alone)."""

@@ -277,6 +277,9 @@ def bad_files(folder: Path) -> dict:
         paths[name] = folder / f"{name}.txt"
         paths[name].write_bytes(content)
     paths["folder"] = folder
+    paths["dangling"] = folder / "gone.txt"
+    if not paths["dangling"].is_symlink():
+        paths["dangling"].symlink_to(folder / "nowhere.txt")
     paths["fifo"] = folder / "pipe.txt"
     if not paths["fifo"].exists():
         os.mkfifo(paths["fifo"])
@@ -291,6 +294,8 @@ BAD_INPUT = [
     ("missing data", ["DATA=data/no_such_book.txt"], {"data_path": "../data/no_such_book.txt"}, "no such file: "),
     ("data is a folder", ["DATA={f[folder]}"], {"data_path": "{f[folder]}"}, "is a folder; give the path of a UTF-8 text file"),
     ("data is a device", ["DATA=/dev/zero"], {"data_path": "/dev/zero"}, "/dev/zero is a device, not a text file"),
+    ("data is a link to nothing", ["DATA={f[dangling]}"], {"data_path": "{f[dangling]}"},
+     "gone.txt is a link to "),
     ("data is a FIFO", ["DATA={f[fifo]}"], {"data_path": "{f[fifo]}"}, "pipe.txt is a FIFO (named pipe), not a text file"),
     ("empty data", ["DATA={f[empty]}"], {"data_path": "{f[empty]}"}, "is empty; give a text of at least seq_length + 1"),
     ("binary data", ["DATA={f[binary]}"], {"data_path": "{f[binary]}"}, "is a binary file (it has NUL bytes)"),
