@@ -312,24 +312,24 @@ def test_a_full_disk_during_resume_keeps_every_checkpoint(small_disk, tmp_path):
     """The case that lost 30,000 updates: RESUME=1 until the disk is full. The run's checkpoint
     stays whole, and once there is space again RESUME=1 completes the run, bit for bit the same
     as a run never stopped."""
-    args = ["P=m=32 check_m=[3] passage_length=200 temperatures=[1.0] top_ps=[] speed=False "
+    args = ["P=m=16 check_m=[3] passage_length=200 temperatures=[1.0] top_ps=[] speed=False "
             "checkpoint_every=500 sample_every=5000 val_every=5000"]
-    make("report", "RUN=d", *args, "N_UPDATES=6000", reports=small_disk)
+    make("report", "RUN=d", *args, "N_UPDATES=3000", reports=small_disk)
     run = small_disk / "d"
     before = tree(run)
     free = shutil.disk_usage(small_disk).free
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (free - 3 * (run / "checkpoint.npz").stat().st_size))
-    proc = make("report", "RUN=d", *args, "N_UPDATES=20000", "RESUME=1", reports=small_disk, check=False)
+    proc = make("report", "RUN=d", *args, "N_UPDATES=12000", "RESUME=1", reports=small_disk, check=False)
     assert proc.returncode != 0
     assert len(errors(proc)) == 1 and "No space left on device" in errors(proc)[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert tree(run) == before                           # the only finished state, untouched
     for d in (small_disk / "d.failed", small_disk / "d.failed-latest"):
-        assert not (d / "checkpoint.npz").exists() or rc.checkpoint_updates(d / "checkpoint.npz") >= 6000
+        assert not (d / "checkpoint.npz").exists() or rc.checkpoint_updates(d / "checkpoint.npz") >= 3000
     filler.unlink()
-    make("report", "RUN=d", *args, "N_UPDATES=20000", "RESUME=1", reports=small_disk)
-    make("report", "RUN=whole", *args, "N_UPDATES=20000", reports=tmp_path)
+    make("report", "RUN=d", *args, "N_UPDATES=12000", "RESUME=1", reports=small_disk)
+    make("report", "RUN=whole", *args, "N_UPDATES=12000", reports=tmp_path)
     assert (run / "history.csv").read_bytes() == (tmp_path / "whole" / "history.csv").read_bytes()
 
 
@@ -361,13 +361,13 @@ def peak_rss(proc) -> int:
 
 
 def test_a_large_text_needs_a_small_multiple_of_its_size_in_memory(tmp_path):
-    """40 MB of text through the whole report (speed section included): no process holds more
+    """20 MB of text through the whole report (speed section included): no process holds more
     than 400 MB (a kernel with numpy and matplotlib, or nbconvert) and 4 times the text.
     Measured here: 491 MB at 40 MB and 926 MB at 200 MB; before the text was kept at one byte a
     character and encoded a block at a time, 200 MB peaked at 6.6 GB (33 times the text)."""
     text = rc.load_text(ROOT / "data" / "shakespeare.txt")
     book = tmp_path / "big.txt"
-    size = 40_000_000
+    size = 20_000_000
     book.write_text((text * (size // len(text) + 1))[:size], encoding="utf-8")
     proc = make("report", f"DATA={book}", "N_UPDATES=100", "RUN=big", "P=check_m=[3]", reports=tmp_path / "r",
                 start_new_session=False)
