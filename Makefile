@@ -13,11 +13,11 @@ unexport MPLBACKEND                # Agg would remove every plot from the execut
 # ', ", $, ;, spaces or é is only data. The planner names the run, decides what is up to date,
 # builds it beside the old one and keeps what fails (see its docstring).
 VARIABLES := PRESET DATA SEED M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SAMPLE_EVERY P RESUME \
-  CODE AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN
+  CODE AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN GRID SCHEDULER
 $(foreach v,$(VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 PLANNER = notebooks/planner.py
 
-.PHONY: help setup report batch compare test bench bench-torch torch lab clean corpus
+.PHONY: help setup report study batch compare test bench bench-torch torch lab clean corpus
 
 help: ## this list, the variables, and where the report would go
 	@$(PYTHON) $(PLANNER) help
@@ -47,9 +47,12 @@ tex:
 report: setup $(if $(filter 1 yes true,$(value TORCH)),torch) ## train, check, plot, sample and write the PDF report
 	@$(PY) $(PLANNER) report
 
-# make batch / compare: one run per preset and seed (no PDF each), JOBS at a time with one BLAS
-# thread each; a failed run stops none of the others and is listed in the comparison; a run
-# that is up to date is not trained again.
+# make study / batch / compare: runs as Dask tasks (notebooks/study.py), JOBS local workers with
+# one BLAS thread each, or SCHEDULER's cluster; a failed run stops none of the others and is
+# listed in the report; a run that is up to date is not submitted.
+study: setup ## GRID x SEEDS on PRESET, e.g. GRID="batch_size=1,32": reports/study-<preset>-<names>/comparison.pdf
+	@$(PY) $(PLANNER) study
+
 batch: setup ## train one run per seed in SEEDS (JOBS at a time), then reports/batch-<preset>/comparison.pdf
 	@$(PY) $(PLANNER) batch
 

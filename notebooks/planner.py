@@ -21,7 +21,6 @@ It imports only the standard library until it runs notebooks, so that `make help
 """
 from __future__ import annotations
 
-import concurrent.futures
 import fcntl
 import hashlib
 import json
@@ -61,14 +60,16 @@ VARIABLES = [
     ("AUTHOR", None, "DD2424 workbook", "name on the title page"),
     ("SEEDS", None, "1 2 3 4", "seeds of make batch / make compare"),
     ("PRESETS", None, "classic adam2025", "presets of make compare"),
-    ("JOBS", None, "2", "runs at a time in make batch / compare"),
+    ("JOBS", None, "2", "runs at a time in make study / batch / compare (local Dask workers)"),
     ("REPORTS", None, "reports", "where run folders go (inside the project)"),
     ("REPORTS_OUTSIDE", None, "", "REPORTS_OUTSIDE=1 allows a REPORTS folder outside the project"),
     ("RUN", None, "", "run folder name (default: made from the parameters)"),
+    ("GRID", None, "", 'make study: parameter values to cross, e.g. GRID="chunk_order=sequential,shuffled batch_size=1,32"'),
+    ("SCHEDULER", None, "", "make study/batch/compare: a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster of JOBS workers)"),
 ]
 NAMED = [("M", "m"), ("ETA", "eta"), ("SEQ_LENGTH", "T"), ("SIGMA", "sigma"), ("INIT", ""),
          ("OPTIMIZER", ""), ("N_UPDATES", "n")]
-MAX_NAME = 120                 # longer run names are cut, and end in a hash of the whole
+MAX_NAME = 180                 # longer run names are cut, and end in a hash of the whole
 CODE_FILES = ["rnn_core.py", "notebooks/workbook.py", "notebooks/01_gradient_check.ipynb",
               "notebooks/02_train.ipynb", "notebooks/03_loss_plot.ipynb", "notebooks/04_synthesis.ipynb"]
 RENDER_FILES = ["notebooks/run_report.py", "notebooks/pdf/workbook.tex.j2"]
@@ -315,9 +316,9 @@ class RunLock:
     """An exclusive lock on one run folder, held for the planner's life (flock: released by the
     kernel when the process dies, so a dead holder never leaves a stale lock)."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, wait: float = 0.0):
         self.path = run.sibling(".lock", hidden=True)
-        self.run, self.f = run, None
+        self.run, self.f, self.wait = run, None, wait
 
     def __enter__(self):
         try:
@@ -326,14 +327,20 @@ class RunLock:
         except OSError as err:
             raise PlanError(f"cannot write the run folder's parent {self.path.parent}: {err.strerror}; "
                             f"make it writable or choose another REPORTS") from None
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.f.seek(0)
-            holder = self.f.read().strip() or "another process"
-            self.f.close()
-            raise Busy(f"{self.run.folder} is being made by {holder}; wait for it to finish, "
-                       f"or stop it, then run this again") from None
+        end = time.time() + self.wait       # a study's task waits for a lost worker's run to let go
+        while True:
+            try:
+                fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() < end:
+                    time.sleep(0.5)
+                    continue
+                self.f.seek(0)
+                holder = self.f.read().strip() or "another process"
+                self.f.close()
+                raise Busy(f"{self.run.folder} is being made by {holder}; wait for it to finish, "
+                           f"or stop it, then run this again") from None
         self.f.seek(0)
         self.f.truncate()
         self.f.write(f"process {os.getpid()} (since {time.strftime('%H:%M:%S')})")
@@ -470,6 +477,12 @@ def keep_failed(run: Run, attempt: Path) -> Path:
     return failed
 
 
+def resumable(run: Run, fp: dict) -> bool:
+    """Whether an attempt of exactly this run (same fingerprint) left a checkpoint to go on from."""
+    return any(read_plan(d).get("train") == fp["train"] and checkpoint_updates(d) > 0
+               for d in (run.sibling(".failed"), run.sibling(".failed-latest")))
+
+
 def furthest_checkpoint(run: Run) -> tuple[Path, int] | None:
     """The checkpoint of this run furthest along: in the run, its failed attempt, or the latest."""
     found = [(d / "checkpoint.npz", checkpoint_updates(d))
@@ -512,10 +525,13 @@ def build(run: Run, stop: Stop, quiet: bool = False) -> int:
         raise PlanError(str(err)) from None
     check_data(run.params)
     fp = fingerprint(run)
-    with RunLock(run):
+    study = os.environ.get("DD2424_STUDY") == "1"
+    with RunLock(run, wait=600.0 if study else 0.0):
         recover(run)
         plan = read_plan(run.folder)
         complete = plan.get("status") == "complete" and plan.get("train") == fp["train"]
+        if study and not complete and resumable(run, fp):   # a study continues what a lost worker began
+            run.resume = True
         if complete and not run.resume:
             if not run.pdf or plan.get("render") == fp["render"] and (run.folder / "report.pdf").is_file():
                 say(f"{rel(run.folder)} is up to date" + ("" if quiet else ": nothing to do"))
@@ -671,38 +687,44 @@ def one(env=None) -> int:
     return build(run, stop, quiet=True)
 
 
-def batch(verb: str) -> int:
-    """make batch / compare: one run per preset and seed, JOBS at a time (one BLAS thread each
-    when more than one), then the comparison of them all. A failed run stops none of the others."""
+def study(verb: str) -> int:
+    """make study / batch / compare: every point of GRID (none for batch; the presets for
+    compare), for every seed, each an ordinary run made by `planner.py one` as a Dask task (see
+    study.py); then 05_compare over them all. A failed run stops none of the others; a run up to
+    date is not submitted."""
+    import study as st
     presets = value_of("PRESETS").split() if verb == "compare" else [value_of("PRESET")]
     seeds = value_of("SEEDS").split()
+    axes = st.parse_grid(given("GRID")) if verb == "study" else []
+    if verb == "study" and not axes:
+        raise PlanError('make study needs GRID, e.g. GRID="chunk_order=sequential,shuffled batch_size=1,32"')
     try:
         jobs = max(1, int(value_of("JOBS")))
     except ValueError:
         raise PlanError(f"JOBS must be a whole number >= 1, got {value_of('JOBS')!r}") from None
     if given("RUN"):
-        raise PlanError("RUN names one run; make batch and make compare name theirs from the parameters")
-    runs = [plan_run(p, s, pdf=False) for p in presets for s in seeds]
+        raise PlanError(f"RUN names one run; make {verb} names its runs from the parameters")
+    if not presets or not seeds:
+        raise PlanError("give at least one preset and one seed (PRESETS, SEEDS)")
+    pts = st.points(presets, seeds, axes)
+    runs = [plan_run(p.preset, p.seed, env=p.env(dict(os.environ)), pdf=False) for p in pts]
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise PlanError("two runs of the study would share a folder; give each GRID value once")
     reports = reports_folder()
-    env = {**os.environ}
-    if jobs > 1:
-        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = "1"
-
-    def make_one(run: Run) -> int:
-        e = {**env, "PRESET": run.preset, "SEED": run.seed}
-        return subprocess.run([sys.executable, str(Path(__file__)), "one"], env=e).returncode
-
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        codes = list(pool.map(make_one, runs))
-    if 130 in codes:
-        say("error: interrupted; what finished is kept, and the same command continues the rest", err=True)
-        return 130
-    stem = f"batch-{presets[0]}" if verb == "batch" else "compare-" + "-".join(presets)
+    stem = {"batch": f"batch-{presets[0]}", "compare": "compare-" + "-".join(presets),
+            "study": f"study-{presets[0]}-" + "-".join(name for name, _ in axes)}[verb]
     out = reports / shorten(safe(stem) + corpus_part() + values_part())
+    results = st.run_study(runs, pts, jobs=jobs, scheduler=given("SCHEDULER"))
+    if results is None:                          # interrupted: said there
+        return 130
     import run_compare
-    code = run_compare.main(["--out", str(out), "--author", value_of("AUTHOR"), *map(str, (r.folder for r in runs))])
+    labels = [p.label for p in pts] if axes else [p.preset for p in pts]
+    code = run_compare.main(["--out", str(out), "--author", value_of("AUTHOR"),
+                             "--labels", json.dumps(labels), "--grid", json.dumps(axes),
+                             *map(str, (r.folder for r in runs))])
     if code == 0:
-        write_plan(out, {"kind": f"{MARK} comparison", "runs": [r.name for r in runs]})
+        write_plan(out, {"kind": f"{MARK} comparison", "runs": names})
     return code
 
 
@@ -751,7 +773,8 @@ def help_text() -> int:
     return 0
 
 
-VERBS = {"report": report, "one": one, "batch": lambda: batch("batch"), "compare": lambda: batch("compare"),
+VERBS = {"report": report, "one": one, "batch": lambda: study("batch"), "compare": lambda: study("compare"),
+         "study": lambda: study("study"),
          "clean": clean, "where": where, "help": help_text}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="folder for comparison.pdf, e.g. reports/batch-classic")
     ap.add_argument("--title", default="")
     ap.add_argument("--author", default=os.environ.get("AUTHOR", "DD2424 workbook"))
+    ap.add_argument("--labels", default="[]", help="JSON list: each run's group (grid point or preset)")
+    ap.add_argument("--grid", default="[]", help='JSON list of [parameter, [values]]: the study\'s axes')
     ap.add_argument("runs", nargs="+", help="run folders")
     args = ap.parse_args(argv)
     os.environ.pop("MPLBACKEND", None)
@@ -42,6 +45,7 @@ def main(argv=None) -> int:
         try:
             pm.execute_notebook(str(HERE / "05_compare.ipynb"), str(executed), cwd=str(HERE),
                                 parameters={"runs": [str(Path(r).resolve()) for r in args.runs],
+                                            "labels": json.loads(args.labels), "grid": json.loads(args.grid),
                                             "out_dir": str(out)},
                                 kernel_name="python3", progress_bar=False, log_output=False,
                                 extra_arguments=workbook.KERNEL_ARGS)
@@ -51,8 +55,10 @@ def main(argv=None) -> int:
         nb.cells = [c for c in nb.cells
                     if not set(c.metadata.get("tags", [])) & {"parameters", "injected-parameters"}]
         presets = sorted({Path(r).name.split("-seed-")[0] for r in args.runs})
+        axes = [name for name, _ in json.loads(args.grid)]
+        what = " and ".join(axes) if axes else " vs ".join(presets)
         nb.metadata.update({
-            "title": args.title or f"DD2424 Assignment 4: {' vs '.join(presets)} over "
+            "title": args.title or f"DD2424 Assignment 4: {what} over "
                                    f"{len(args.runs)} run{'s' if len(args.runs) > 1 else ''}",
             "authors": [{"name": args.author}],
             "date": datetime.date.today().strftime("%-d %B %Y")})

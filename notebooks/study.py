@@ -132,3 +132,98 @@ def progress_line(done, running, failed, pending, durations, workers) -> str:
         left = (pending + running / 2) * (sum(durations) / len(durations)) / max(1, workers)
         eta = f", about {left:.0f} s left" if left < 120 else f", about {left / 60:.0f} min left"
     return f"study: {done} done, {running} running, {failed} failed, {pending} waiting{eta}"
+
+
+def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> list | None:
+    """Make the runs that are not up to date as Dask tasks, with one live progress line.
+    Returns each run's result ({"code", "error"}), or None when interrupted (said here)."""
+    import uuid
+    from planner import PlanError, fingerprint, read_plan, resolve_params, say
+    todo = []
+    for i, run in enumerate(runs):
+        try:
+            run.params = resolve_params(run)
+        except Exception:  # noqa: BLE001 - the run itself will say what is wrong
+            todo.append(i)
+            continue
+        plan = read_plan(run.folder)
+        if not (plan.get("status") == "complete" and plan.get("train") == fingerprint(run)["train"]):
+            todo.append(i)
+    results = [{"code": 0, "error": "", "up_to_date": True} for _ in runs]
+    say(f"study: {len(runs)} run{'s' if len(runs) != 1 else ''}, {len(runs) - len(todo)} up to date, "
+        f"{len(todo)} to make" + (f" on {scheduler}" if scheduler and todo else
+                                   f" on {jobs} local Dask worker{'s' if jobs != 1 else ''}" if todo else ""))
+    if not todo:
+        return results
+    try:
+        client, local = cluster(jobs, scheduler)
+    except (OSError, TimeoutError) as err:
+        raise PlanError(f"cannot reach the Dask scheduler {scheduler}: {err}; start it (dask scheduler) "
+                        f"or leave SCHEDULER empty for a local cluster") from None
+    from distributed import Event, as_completed
+    say(f"  dashboard: {client.dashboard_link}")
+    stop_name = f"dd2424-stop-{uuid.uuid4().hex}"
+    stop = Event(stop_name, client=client)
+    python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+    base = {k: v for k, v in os.environ.items()}
+    futures = {}
+    for i in todo:
+        env = pts[i].env(base)
+        futures[client.submit(run_task, python, str(ROOT), env, stop_name, key=f"{runs[i].name}-{uuid.uuid4().hex[:8]}",
+                              pure=False)] = i
+    workers = max(1, len(client.scheduler_info().get("workers", {})) or jobs)
+    done = failed = 0
+    durations = []
+    tty = sys.stdout.isatty()
+    last = 0.0
+
+    def show(final=False):
+        nonlocal last
+        processing = sum(len(v) for v in client.processing().values())
+        line = progress_line(done, processing, failed, len(todo) - done - failed - processing, durations, workers)
+        if tty:
+            sys.stdout.write("\r" + line + ("\n" if final else ""))
+            sys.stdout.flush()
+        elif final or time.time() - last > 30:
+            say(line)
+            last = time.time()
+
+    pending = as_completed(list(futures), with_results=False)
+    try:
+        while True:
+            batch = pending.next_batch(block=False)
+            for fut in batch:
+                i = futures[fut]
+                try:
+                    res = fut.result()
+                except Exception as err:  # noqa: BLE001 - e.g. KilledWorker: the worker died again and again
+                    res = {"code": 1, "error": f"its Dask task failed: {type(err).__name__}: {err}".splitlines()[0]}
+                results[i] = res
+                if res["code"] == 0:
+                    done += 1
+                    durations.append(res.get("seconds", 0.0))
+                else:
+                    failed += 1
+                    say(("\n" if tty else "") + f"  failed: {runs[i].name}: {res['error']}")
+            if pending.is_empty():
+                break
+            show()
+            time.sleep(0.5)
+        show(final=True)
+    except KeyboardInterrupt:
+        stop.set()                                      # running runs stop and keep their checkpoints
+        client.cancel([f for f in futures if f.status == "pending" and not f.done()])
+        say("\nerror: interrupted: stopping the running runs (each keeps its checkpoint)...", err=True)
+        try:
+            for fut in as_completed([f for f in futures if not f.cancelled()], timeout=180):
+                pass
+        except Exception:  # noqa: BLE001 - what does not stop in time is left to its worker
+            pass
+        say(f"  {done} run{'s' if done != 1 else ''} finished and kept; the same command continues the study "
+            f"(runs that were stopped resume from their checkpoints)", err=True)
+        return None
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+    return results

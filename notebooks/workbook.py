@@ -538,8 +538,9 @@ def failure_of(run_dir) -> str | None:
 _NOT_COMPARED = {"seed"}
 
 
-def compare_settings(runs: list) -> list:
-    """What differs between runs beyond the seed: corpus across all, parameters within a preset."""
+def compare_settings(runs: list, varied=()) -> list:
+    """What differs between runs beyond the seed (and the study's `varied` parameters): corpus
+    across all, parameters within a preset."""
     problems = []
     corpora = {(r["corpus"]["name"], r["corpus"]["characters"], r["corpus"]["K"]) for r in runs}
     if len(corpora) > 1:
@@ -548,26 +549,33 @@ def compare_settings(runs: list) -> list:
     for r in runs:
         by_preset.setdefault(r["params"]["preset"], []).append(r)
     for preset, rs in by_preset.items():
-        keys = sorted(set().union(*(r["params"] for r in rs)) - _NOT_COMPARED)
+        keys = sorted(set().union(*(r["params"] for r in rs)) - _NOT_COMPARED - set(varied))
         for k in keys:
             values = {json.dumps(r["params"].get(k)) for r in rs}
             if len(values) > 1:
                 problems.append(f"{preset}: `{k}` is " + ", ".join(
                     f"{r['params'].get(k)} (seed {r['params']['seed']})" for r in rs))
     updates = {r["updates"] for r in runs}
-    if len(updates) > 1:
+    if len(updates) > 1 and "n_updates" not in varied:
         problems.append("updates done: " + ", ".join(f"{r['updates']:,} ({r['name']})" for r in runs))
     return problems
 
 
-def compare_summary(groups: dict) -> str:
-    """Mean and spread of the final smooth loss per preset and, for two or more, the difference."""
+def final_score(r: dict, metric: str) -> float:
+    """A run's final number: its held-out loss ("val") or its final smooth loss, per character."""
+    return r["val_last"] if metric == "val" else float(r["per_char"][-1])
+
+
+def compare_summary(groups: dict, metric: str = "smooth") -> str:
+    """Mean and spread of each group's final score (the smooth loss, or the held-out loss with
+    metric="val") and, for two or more groups, the winner and whether its lead exceeds the noise."""
+    what = "held-out loss" if metric == "val" else "final smooth loss"
     stats = {}
     for preset, rs in groups.items():
-        final = np.array([r["per_char"][-1] for r in rs])
+        final = np.array([final_score(r, metric) for r in rs])
         stats[preset] = (final.mean(), final.std(ddof=1) if len(final) > 1 else float("nan"), len(final),
                          final.max() - final.min())
-    parts = [f"**{p}**: final smooth loss {m:.3f} nats per character on average over {n} seed{'s' if n > 1 else ''}"
+    parts = [f"**{p}**: {what} {m:.3f} nats per character on average over {n} seed{'s' if n > 1 else ''}"
              + (f" (standard deviation {fmt_small(s)}, range {fmt_small(rg)})" if n > 1 else "")
              for p, (m, s, n, rg) in stats.items()]
     text = "; ".join(parts) + "."
