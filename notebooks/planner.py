@@ -427,6 +427,27 @@ class Interrupted(Exception):
     pass
 
 
+class Watchdog:
+    """In a study's run (DD2424_STUDY=1): stop as for SIGTERM when the Dask worker that started
+    this process dies (it is then adopted by another parent), and as for Ctrl-C when the study's
+    stop file appears (the study was interrupted). Either way the run keeps its checkpoint."""
+
+    def __init__(self):
+        import threading
+        self.parent, self.stop_file = os.getppid(), os.environ.get("DD2424_STOP_FILE")
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != self.parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            if self.stop_file and os.path.exists(self.stop_file):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+
 # ----------------------------------------------------------------------------- building a run
 
 def say(*lines, err: bool = False) -> None:
@@ -587,7 +608,7 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     if source is not None:
         say(f"resuming from {rel(source[0])} (update {source[1]:,})")
     say(f"run {rel(run.folder)}")
-    params = {**run.params, "run_dir": str(building)}
+    params = {**run.params, "run_dir": str(building), "resume": bool(run.resume)}
     start = time.perf_counter()
     failure = notebook = log = None
     try:
@@ -684,6 +705,8 @@ def one(env=None) -> int:
     run = plan_run(value_of("PRESET", env), value_of("SEED", env), env=env, pdf=False)
     stop = Stop()
     stop.install()
+    if os.environ.get("DD2424_STUDY") == "1":
+        Watchdog()
     return build(run, stop, quiet=True)
 
 

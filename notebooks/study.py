@@ -12,7 +12,6 @@ study's report. make batch (GRID empty) and make compare (GRID over the preset) 
 """
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import signal
@@ -68,50 +67,17 @@ def points(presets: list, seeds: list, axes: list) -> list:
 
 
 # ----------------------------------------------------------------------------- one run, on a worker
-
-def _die_with_parent():
-    """In the child: SIGTERM when the worker that started it dies (Linux), so a lost worker's
-    run stops as if killed, writes its checkpoint and can be resumed."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+# A run's task is subprocess.run of `planner.py one` on the worker: a function every Python has,
+# so neither the scheduler nor the workers import anything of ours (they only need the project
+# folder, on a shared filesystem). The planner watches, in a study, for its worker's death and
+# for the study's stop file (planner.Watchdog).
 
 
-def run_task(python: str, root: str, env: dict, stop_name: str | None = None) -> dict:
-    """A Dask task: make one run with the planner, in a process of its own (its notebooks'
-    kernels under it). Returns its exit status and its one-line error. If the study's stop
-    event is set meanwhile, the run is asked to stop (Ctrl-C): it keeps its checkpoint."""
-    if not Path(root, "notebooks", "planner.py").is_file() or not Path(python).exists():
-        return {"code": 1, "error": f"this worker does not see the project at {root} (or {python}); "
-                                    f"workers need the project on a shared filesystem"}
-    env = {**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "DD2424_STUDY": "1"}
-    start = time.time()
-    proc = subprocess.Popen([python, str(Path(root, "notebooks", "planner.py")), "one"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_die_with_parent, start_new_session=True)
-    stop = None
-    if stop_name:
-        try:
-            from distributed import Event
-            stop = Event(stop_name)
-        except Exception:  # noqa: BLE001 - outside a worker: no stop event
-            stop = None
-    while True:
-        try:
-            out, err = proc.communicate(timeout=1.0)
-            break
-        except subprocess.TimeoutExpired:
-            try:
-                if stop is not None and stop.is_set():
-                    os.killpg(proc.pid, signal.SIGINT)
-                    stop = None
-            except Exception:  # noqa: BLE001 - the scheduler gone: the run goes on
-                stop = None
-    errors = [line[7:] for line in err.splitlines() if line.startswith("error: ")]
-    return {"code": proc.returncode, "error": errors[0] if errors else "",
-            "up_to_date": "is up to date" in out, "seconds": time.time() - start}
+def task_result(proc) -> dict:
+    """A finished task's subprocess.CompletedProcess as {"code", "error", "up_to_date"}."""
+    errors = [line[7:] for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    return {"code": proc.returncode, "error": errors[0] if errors else (proc.stderr.strip().splitlines() or [""])[-1],
+            "up_to_date": "is up to date" in proc.stdout}
 
 
 # ----------------------------------------------------------------------------- the study, from the client
@@ -126,12 +92,13 @@ def cluster(jobs: int, scheduler: str | None):
     return Client(lc), lc
 
 
-def progress_line(done, running, failed, pending, durations, workers) -> str:
-    eta = ""
-    if durations and (running or pending):
-        left = (pending + running / 2) * (sum(durations) / len(durations)) / max(1, workers)
+def progress_line(done, running, failed, waiting, elapsed) -> str:
+    """One line for the study; the time left from the pace so far (runs finished per second)."""
+    eta, finished = "", done + failed
+    if finished and (running or waiting):
+        left = (running / 2 + waiting) * elapsed / finished
         eta = f", about {left:.0f} s left" if left < 120 else f", about {left / 60:.0f} min left"
-    return f"study: {done} done, {running} running, {failed} failed, {pending} waiting{eta}"
+    return f"study: {done} done, {running} running, {failed} failed, {waiting} waiting{eta}"
 
 
 def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> list | None:
@@ -160,27 +127,25 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
     except (OSError, TimeoutError) as err:
         raise PlanError(f"cannot reach the Dask scheduler {scheduler}: {err}; start it (dask scheduler) "
                         f"or leave SCHEDULER empty for a local cluster") from None
-    from distributed import Event, as_completed
+    from distributed import as_completed
     say(f"  dashboard: {client.dashboard_link}")
-    stop_name = f"dd2424-stop-{uuid.uuid4().hex}"
-    stop = Event(stop_name, client=client)
+    stop_file = runs[0].reports / f".study-{uuid.uuid4().hex[:12]}.stop"     # seen by every run's planner
     python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
-    base = {k: v for k, v in os.environ.items()}
+    base = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "DD2424_STUDY": "1", "DD2424_STOP_FILE": str(stop_file)}
     futures = {}
     for i in todo:
-        env = pts[i].env(base)
-        futures[client.submit(run_task, python, str(ROOT), env, stop_name, key=f"{runs[i].name}-{uuid.uuid4().hex[:8]}",
-                              pure=False)] = i
-    workers = max(1, len(client.scheduler_info().get("workers", {})) or jobs)
+        cmd = [python, str(HERE / "planner.py"), "one"]
+        futures[client.submit(subprocess.run, cmd, cwd=str(ROOT), env=pts[i].env(base), capture_output=True,
+                              text=True, key=f"{runs[i].name}-{uuid.uuid4().hex[:8]}", pure=False)] = i
     done = failed = 0
-    durations = []
     tty = sys.stdout.isatty()
     last = 0.0
 
     def show(final=False):
         nonlocal last
         processing = sum(len(v) for v in client.processing().values())
-        line = progress_line(done, processing, failed, len(todo) - done - failed - processing, durations, workers)
+        line = progress_line(done, processing, failed, len(todo) - done - failed - processing, time.time() - started)
         if tty:
             sys.stdout.write("\r" + line + ("\n" if final else ""))
             sys.stdout.flush()
@@ -188,6 +153,7 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
             say(line)
             last = time.time()
 
+    started = time.time()
     pending = as_completed(list(futures), with_results=False)
     try:
         while True:
@@ -195,13 +161,15 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
             for fut in batch:
                 i = futures[fut]
                 try:
-                    res = fut.result()
+                    res = task_result(fut.result())
+                except FileNotFoundError as err:
+                    res = {"code": 1, "error": f"the worker does not see the project ({err.filename}); workers need "
+                                               f"the project folder at {ROOT}, on a shared filesystem"}
                 except Exception as err:  # noqa: BLE001 - e.g. KilledWorker: the worker died again and again
                     res = {"code": 1, "error": f"its Dask task failed: {type(err).__name__}: {err}".splitlines()[0]}
                 results[i] = res
                 if res["code"] == 0:
                     done += 1
-                    durations.append(res.get("seconds", 0.0))
                 else:
                     failed += 1
                     say(("\n" if tty else "") + f"  failed: {runs[i].name}: {res['error']}")
@@ -211,7 +179,7 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
             time.sleep(0.5)
         show(final=True)
     except KeyboardInterrupt:
-        stop.set()                                      # running runs stop and keep their checkpoints
+        stop_file.touch()                               # running runs stop and keep their checkpoints
         client.cancel([f for f in futures if f.status == "pending" and not f.done()])
         say("\nerror: interrupted: stopping the running runs (each keeps its checkpoint)...", err=True)
         try:
@@ -223,6 +191,7 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
             f"(runs that were stopped resume from their checkpoints)", err=True)
         return None
     finally:
+        stop_file.unlink(missing_ok=True)
         client.close()
         if local is not None:
             local.close()

@@ -1,0 +1,153 @@
+"""make study on a real Dask cluster: a scheduler and two workers that the test starts on
+127.0.0.1, as a user would on machines that share the project folder."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnn_core as rc
+from test_planner import make, errors, pdf_text_of, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+DASK = ROOT / ".venv" / "bin" / "dask"
+TINY = "m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False"
+GRID = "chunk_order=sequential,shuffled batch_size=2,0"      # batch_size 0 is refused: half the runs fail
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """`dask scheduler` and two `dask worker` processes, one thread each."""
+    port = free_port()
+    logs = tmp_path_factory.mktemp("dask")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], env=env, stdout=open(logs / "s.out", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)]
+    address = f"tcp://127.0.0.1:{port}"
+    for i in range(2):
+        procs.append(subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                       "--dashboard-address", ":0", "--name", f"w{i}"], env=env,
+                                      stdout=open(logs / f"w{i}.out", "w"), stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    from distributed import Client
+    with Client(address, timeout="30s") as c:
+        c.wait_for_workers(2, timeout=60)
+    yield address
+    for p in procs:
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def study(dask_cluster, tmp_path_factory):
+    reports = tmp_path_factory.mktemp("study")
+    proc = make("study", f"GRID={GRID}", "SEEDS=1 2", "N_UPDATES=200", f"P={TINY}", f"SCHEDULER={dask_cluster}",
+                reports=reports, check=False)
+    return reports, proc
+
+
+def runs_of(reports: Path, ok=True) -> list:
+    return sorted(d for d in reports.iterdir() if d.is_dir() and d.name.startswith("classic-seed-")
+                  and d.name.endswith(".failed") != ok)
+
+
+def artefacts(run: Path) -> dict:
+    """What a run computed: its histories, samples and passage as bytes, its best model's arrays."""
+    out = {name: (run / name).read_bytes() for name in ("history.csv", "validation.csv", "samples.json",
+                                                         "passage.txt", "grad_check.json")}
+    with np.load(run / "best_model.npz") as z:
+        out.update({f"best_model:{k}": z[k].tobytes() for k in z.files})
+    return out
+
+
+def test_a_study_runs_every_grid_point_and_seed_and_reports_them(study):
+    reports, proc = study
+    assert proc.returncode == 0, proc.stderr
+    assert "study: 8 runs, 0 up to date, 8 to make on tcp://127.0.0.1:" in proc.stdout
+    good, bad = runs_of(reports), runs_of(reports, ok=False)
+    assert len(good) == 4 and len(bad) == 4                       # batch_size 0 fails its runs only
+    assert all("batch_size0" in d.name for d in bad)
+    assert proc.stdout.count("failed: ") == 4 and "batch_size must be >= 1, got 0" in proc.stdout
+    pdf = next(reports.glob("study-classic-chunk_order-batch_size*/comparison.pdf"))
+    text = " ".join(pdf_text_of(pdf).split())
+    for point in ("chunk_order = sequential, batch_size = 2", "chunk_order = shuffled, batch_size = 2"):
+        assert point in text, point
+    assert text.count("failed") >= 4 and "batch_size must be >= 1, got 0" in text
+    assert "within the noise between seeds" in text or "larger than the spread between seeds" in text
+    infos = [json.loads((d / "run.json").read_text()) for d in good]
+    assert sorted((i["params"]["chunk_order"], i["params"]["seed"]) for i in infos) == \
+        [("sequential", 1), ("sequential", 2), ("shuffled", 1), ("shuffled", 2)]
+    assert all(i["blas_threads"] == 1 for i in infos)
+
+
+def test_a_study_run_is_the_run_make_report_makes(study, tmp_path):
+    """Same settings, same BLAS threads: the same bytes; and make report reuses the study's run."""
+    reports, _ = study
+    run = next(d for d in runs_of(reports) if "shuffled" in d.name and "seed-2" in d.name)
+    alone = make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2",
+                 "RUN=alone", reports=tmp_path)
+    assert artefacts(run) == artefacts(tmp_path / "alone")
+    reuse = make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2", reports=reports)
+    assert "rendering the PDF again" in reuse.stdout and "01_gradient_check" not in reuse.stdout
+    assert (run / "report.pdf").is_file()
+
+
+def test_a_study_again_submits_nothing(study, dask_cluster):
+    reports, _ = study
+    before = {d.name: (d / "history.csv").stat().st_mtime_ns for d in runs_of(reports)}
+    proc = make("study", "GRID=chunk_order=sequential,shuffled batch_size=2", "SEEDS=1 2", "N_UPDATES=200",
+                f"P={TINY}", f"SCHEDULER={dask_cluster}", reports=reports)
+    assert "study: 4 runs, 4 up to date, 0 to make" in proc.stdout
+    assert {d.name: (d / "history.csv").stat().st_mtime_ns for d in runs_of(reports)} == before
+
+
+def test_a_run_whose_worker_dies_resumes_and_ends_as_if_never_stopped(dask_cluster, tmp_path):
+    """kill -9 the worker that runs a study's run while it trains: Dask gives the task to the
+    other worker, which resumes the run from its checkpoint; the run ends bit for bit as one
+    never stopped."""
+    reports = tmp_path / "r"
+    args = ["N_UPDATES=10000", "P=m=8 check_m=[3] sample_every=5000 val_every=5000 passage_length=200 "
+            "temperatures=[1.0] top_ps=[] speed=False checkpoint_every=1000"]
+    proc = make("study", "GRID=chunk_order=sequential", "SEEDS=3", *args, f"SCHEDULER={dask_cluster}",
+                reports=reports, start_new_session=True)
+    wait_for(lambda: any(reports.glob(".*.building/checkpoint.npz")), 120, "the first checkpoint")
+    planner = next(int(d.name) for d in Path("/proc").glob("[0-9]*")
+                   if _cmd(d).endswith("planner.py one") and str(reports).encode() in _environ(d))
+    worker = int((Path(f"/proc/{planner}/stat").read_text().rsplit(")", 1)[1].split())[1])
+    os.kill(worker, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    run = next(d for d in reports.iterdir() if d.name.startswith("classic-seed-3") and not d.name.endswith("failed"))
+    info = json.loads((run / "run.json").read_text())
+    assert info["updates"] == 10000 and info["resumed_from"] > 0       # it did resume
+    make("report", "SEED=3", args[0], args[1] + " chunk_order=sequential", "RUN=whole", reports=tmp_path)
+    assert artefacts(run) == artefacts(tmp_path / "whole")
+
+
+def _cmd(d: Path) -> str:
+    try:
+        return (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _environ(d: Path) -> bytes:
+    try:
+        return (d / "environ").read_bytes()
+    except OSError:
+        return b""
