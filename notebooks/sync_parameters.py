@@ -40,7 +40,7 @@ COMMON = [
     ("keep_retweets", "False", "tweets: keep retweets"),
     ("keep_links", "False", "tweets: keep http(s) links"),
     ("max_text_mb", "1000", "a larger text file is refused (it needs about 5x its size in memory)"),
-    ("run_dir", '"../reports/classic-seed-1"', "where this run's artefacts go"),
+    ("run_dir", '"../reports/by-hand"', "where this run's artefacts go (make's runs have names of their own)"),
     ("passage_length", "1000", "characters of the passage from the best model"),
     ("prime_text", '""', "text the best model reads before its passage (not for tweets)"),
     ("temperatures", "[0.5, 0.8, 1.0, 1.3]", "sampling section: temperatures to compare"),

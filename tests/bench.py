@@ -166,5 +166,61 @@ def main():
               f"(read on from training, as the report does)")
 
 
+def study_speedup(n_runs: int = 8) -> None:
+    """The same study of n_runs short runs (seeds 1..n_runs) made with JOBS=1, then JOBS=2, in
+    this session: the wall-time ratio, and each run's overhead from its task's start (the
+    planner's) to the first notebook cell."""
+    import datetime
+    import shutil
+    import tempfile
+    P = "check_m=[5] speed=False sample_every=1000 val_every=2500 passage_length=200 temperatures=[1.0] top_ps=[]"
+    seeds = " ".join(str(s) for s in range(1, n_runs + 1))
+    times, overhead = {}, []
+    for jobs in (1, 2):
+        reports = Path(tempfile.mkdtemp(prefix=f"bench-study-{jobs}-"))
+        env = {**os.environ, "REPORTS": str(reports), "REPORTS_OUTSIDE": "1", "SEEDS": seeds, "JOBS": str(jobs),
+               "N_UPDATES": "5000", "P": P}
+        env.pop("MAKEFLAGS", None)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(ROOT / "notebooks" / "planner.py"), "batch"], env=env, cwd=ROOT,
+                              capture_output=True, text=True)
+        times[jobs] = time.perf_counter() - t0
+        if proc.returncode:
+            print(f"  the study with JOBS={jobs} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            return
+        for run in reports.glob("classic-seed-*"):
+            start = json.loads((run / "plan.json").read_text())["planner_started"]
+            nb = json.loads((run / "01_gradient_check.ipynb").read_text())
+            first = next(c for c in nb["cells"] if c["cell_type"] == "code")["metadata"]["papermill"]["start_time"]
+            overhead.append(datetime.datetime.fromisoformat(first.replace("Z", "+00:00")).timestamp() - start)
+        shutil.rmtree(reports, ignore_errors=True)
+    speedup = times[1] / times[2]
+    # the reference, in the same session: two processes of pure numpy training, one after the other and side by side
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy as np, rnn_core as rc; "
+            "t = rc.load_text(sys.argv[1] + '/data/shakespeare.txt'); v = rc.Vocab(t); d = v.encode(t); "
+            "rc.train(rc.init_rnn(v.K, 100, rng=np.random.default_rng(0)), d, n_updates=8000, "
+            "rng=np.random.default_rng(0), sample_length=0)")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", code, str(ROOT)]
+    t0 = time.perf_counter()
+    for _ in range(2):
+        subprocess.run(cmd, env=env, check=True)
+    serial = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for p in [subprocess.Popen(cmd, env=env) for _ in range(2)]:
+        p.wait()
+    reference = serial / (time.perf_counter() - t0)
+    print(f"\nstudy of {n_runs} runs (5,000 updates, m = 100 each) as Dask tasks, in this session: "
+          f"JOBS=1 {times[1]:.0f} s, JOBS=2 {times[2]:.0f} s: speed-up {speedup:.2f}x "
+          f"(target 1.8x on 2 cores: {'ok' if speedup >= 1.8 else 'BELOW TARGET'}); two processes of pure numpy "
+          f"training side by side ran {reference:.2f}x as fast as one after the other, so the study reached "
+          f"{speedup / reference:.0%} of what this machine gave two processes")
+    overhead.sort()
+    print(f"  per run, from the task's start to the first notebook cell: median {overhead[len(overhead) // 2]:.1f} s "
+          f"(range {overhead[0]:.1f}-{overhead[-1]:.1f} s)")
+
+
 if __name__ == "__main__":
     main()
+    if os.cpu_count() >= 2:
+        study_speedup()

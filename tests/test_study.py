@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,3 +152,50 @@ def _environ(d: Path) -> bytes:
         return (d / "environ").read_bytes()
     except OSError:
         return b""
+
+
+# ----------------------------------------------------------------------------- the notebooks by hand
+
+def test_make_lab_starts_a_server_that_answers(tmp_path):
+    """As root (here) Jupyter needs --allow-root, which make lab adds; as a user it is left out."""
+    import urllib.request
+    port = free_port()
+    env = {**os.environ, "LAB_ARGS": f"--port {port} --no-browser --ServerApp.token=t"}
+    env.pop("MAKEFLAGS", None)
+    proc = subprocess.Popen(["make", "--no-print-directory", "lab"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        def answers():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2) as r:
+                    return r.status == 200 and b"version" in r.read()
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                return False
+        wait_for(answers, 300, "JupyterLab's answer")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def test_the_readmes_papermill_command_works_on_a_fresh_clone():
+    """The README's command, as written, from a clean folder: the output folder is made first."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"\n    (cd notebooks && mkdir -p \.\./reports/mine\n.*?run_dir \.\./reports/mine)\n", readme, re.S)
+    assert block, "the README lost its papermill command"
+    command = block[1].replace("\n    ", "\n").replace("\\\n", " ")
+    mine = ROOT / "reports" / "mine"
+    shutil.rmtree(mine, ignore_errors=True)
+    try:
+        proc = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads((mine / "run.json").read_text())["updates"] == 2000
+    finally:
+        shutil.rmtree(mine, ignore_errors=True)
+
+
+def test_notebooks_opened_by_hand_write_to_a_folder_of_their_own():
+    import papermill as pm
+    for step in ("01_gradient_check", "02_train", "03_loss_plot", "04_synthesis"):
+        assert pm.inspect_notebook(str(ROOT / "notebooks" / f"{step}.ipynb"))["run_dir"]["default"] == \
+            '"../reports/by-hand"'
