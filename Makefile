@@ -60,7 +60,7 @@ compare: setup ## the same for every preset in PRESETS: reports/compare-<presets
 	@$(PY) $(PLANNER) compare
 
 test: setup ## run every test (engine, notebooks, the PDF, bad input)
-	$(PY) -m pytest tests -q -rs
+	$(PY) -m pytest tests -q -rs -n 2 --dist loadfile
 
 bench: $(VENV)/.installed ## speed of rnn_core beside the textbook version, and of mini-batches
 	$(PY) tests/bench.py
