@@ -155,8 +155,13 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
 
     started = time.time()
     pending = as_completed(list(futures), with_results=False)
+    stopped = []                        # Ctrl-C, SIGTERM, SIGHUP: a flag the loop reads (Dask's own
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):   # calls would swallow an exception)
+        signal.signal(s, lambda signum, frame: stopped.append(signum))
     try:
         while True:
+            if stopped:
+                raise KeyboardInterrupt
             batch = pending.next_batch(block=False)
             for fut in batch:
                 i = futures[fut]
