@@ -29,7 +29,6 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -619,7 +618,6 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
             run_report.execute(step, building, params, quiet)
             if stop.name:
                 raise Interrupted
-        pdf = None
         if run.pdf:
             run_report.render(building, run.code, run.author)
         add_fingerprint(building, fp)

@@ -17,7 +17,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 STEPS = ["01_gradient_check", "02_train", "03_loss_plot", "04_synthesis"]
 REPORT_ORDER = ["02_train", "01_gradient_check", "03_loss_plot", "04_synthesis"]
-PATH_PARAMS = ("data_path", "run_dir")
 
 
 class StepFailed(Exception):

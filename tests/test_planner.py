@@ -76,7 +76,7 @@ def odd(tmp_path_factory):
     book = base / "O'Brien $HOME & co_50% #1 ~a ^b {c} \\input{x} é.txt"
     book.write_text(rc.load_text(ROOT / "data" / "shakespeare.txt")[:150_000], encoding="utf-8")
     mark = base / "injected"
-    author = f"Conan O'Brien $HOME \\input{{/etc/hostname}} " + INJECTIONS[0].format(mark=mark)
+    author = "Conan O'Brien $HOME \\input{/etc/hostname} " + INJECTIONS[0].format(mark=mark)
     reports = base / "reports"
     proc = make("report", f"DATA={book}", "N_UPDATES=200", f"P={TINY}", f"AUTHOR={author}", reports=reports)
     run = next(d for d in reports.iterdir() if d.is_dir())

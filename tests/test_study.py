@@ -7,15 +7,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import rnn_core as rc
-from test_planner import make, errors, pdf_text_of, wait_for
+from test_planner import make, pdf_text_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DASK = ROOT / ".venv" / "bin" / "dask"
@@ -100,7 +97,7 @@ def test_a_study_run_is_the_run_make_report_makes(study, tmp_path):
     """Same settings, same BLAS threads: the same bytes; and make report reuses the study's run."""
     reports, _ = study
     run = next(d for d in runs_of(reports) if "shuffled" in d.name and "seed-2" in d.name)
-    alone = make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2",
+    make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2",
                  "RUN=alone", reports=tmp_path)
     assert artefacts(run) == artefacts(tmp_path / "alone")
     reuse = make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2", reports=reports)
