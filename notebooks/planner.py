@@ -197,9 +197,8 @@ def make_command(verb: str, env=None, **extra) -> str:
     words = ["make", verb]
     for name, *_ in VARIABLES:
         value = extra.get(name, env.get(name))
-        if name in extra or (value and name not in ("RESUME", "TORCH")):
-            if value:
-                words.append(shlex.quote(f"{name}={value}"))
+        if value and (name in extra or name != "RESUME"):     # RESUME only when asked for in extra
+            words.append(shlex.quote(f"{name}={value}"))
     return " ".join(words)
 
 
@@ -234,8 +233,6 @@ def resolve_params(run: Run) -> dict:
     params["overrides"] = sorted({name for name, _ in run.explicit} & set(preset) - {"preset", "data_path"})
     if isinstance(params.get("data_path"), str):      # absolute (the notebooks run in notebooks/), links kept:
         params["data_path"] = os.path.abspath(os.path.expanduser(params["data_path"]))   # a dangling one is named
-    if run.resume:
-        params["resume"] = True
     return params
 
 
@@ -280,6 +277,11 @@ def fingerprint(run: Run) -> dict:
     return {"train": train, "render": r.hexdigest()[:16]}
 
 
+def trained(plan: dict, fp: dict) -> bool:
+    """Whether a run folder's plan.json says it is complete, with this fingerprint's results."""
+    return plan.get("status") == "complete" and plan.get("train") == fp["train"]
+
+
 def read_plan(folder: Path) -> dict:
     try:
         plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
@@ -300,7 +302,6 @@ def checkpoint_updates(folder: Path) -> int:
     if not path.is_file():
         return -1
     try:
-        sys.path.insert(0, str(ROOT))
         import rnn_core
         return rnn_core.checkpoint_updates(path)
     except Exception:  # noqa: BLE001 - damaged: it counts as none
@@ -308,10 +309,6 @@ def checkpoint_updates(folder: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- the lock
-
-class Busy(PlanError):
-    pass
-
 
 class RunLock:
     """An exclusive lock on one run folder, held for the planner's life (flock: released by the
@@ -340,7 +337,7 @@ class RunLock:
                 self.f.seek(0)
                 holder = self.f.read().strip() or "another process"
                 self.f.close()
-                raise Busy(f"{self.run.folder} is being made by {holder}; wait for it to finish, "
+                raise PlanError(f"{self.run.folder} is being made by {holder}; wait for it to finish, "
                            f"or stop it, then run this again") from None
         self.f.seek(0)
         self.f.truncate()
@@ -480,9 +477,9 @@ def recover(run: Run) -> None:
             old.rename(run.folder)                            # the swap never happened
     if building.exists():
         keep_failed(run, building)
-    for legacy in (run.sibling(".previous", hidden=True),):   # the layout before the planner
-        if legacy.exists() and not run.folder.exists():
-            legacy.rename(run.folder)
+    legacy = run.sibling(".previous", hidden=True)              # the layout before the planner
+    if legacy.exists() and not run.folder.exists():
+        legacy.rename(run.folder)
 
 
 def keep_failed(run: Run, attempt: Path) -> Path:
@@ -526,7 +523,6 @@ def copy_file(source: Path, target: Path) -> None:
 def check_data(params: dict) -> None:
     """The text must be a regular file: a FIFO, a device or a dangling link is refused here, in
     a second, before a kernel starts (the notebooks check everything else)."""
-    sys.path.insert(0, str(ROOT))
     import rnn_core
     data = params.get("data_path")
     for path in (data if isinstance(data, list) else [data] if isinstance(data, str) else []):
@@ -551,7 +547,7 @@ def build(run: Run, stop: Stop, quiet: bool = False) -> int:
     with RunLock(run, wait=600.0 if study else 0.0):
         recover(run)
         plan = read_plan(run.folder)
-        complete = plan.get("status") == "complete" and plan.get("train") == fp["train"]
+        complete = trained(plan, fp)
         if study and not complete and resumable(run, fp):   # a study continues what a lost worker began
             run.resume = True
         if complete and not run.resume:
@@ -822,7 +818,7 @@ def main(argv=None) -> int:
         say(f"usage: planner.py {' | '.join(VERBS)}", err=True)
         return 2
     sys.stdout, sys.stderr = _Tolerant(sys.stdout), _Tolerant(sys.stderr)
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), str(ROOT)]       # run_report, workbook, study; rnn_core
     import logging
     for name in ("traitlets", "papermill", "nbclient"):   # "Kernel died ..." is said once, by us
         logging.getLogger(name).setLevel(logging.CRITICAL)

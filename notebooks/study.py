@@ -105,7 +105,7 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
     """Make the runs that are not up to date as Dask tasks, with one live progress line.
     Returns each run's result ({"code", "error"}), or None when interrupted (said here)."""
     import uuid
-    from planner import PlanError, fingerprint, read_plan, resolve_params, say
+    from planner import PlanError, fingerprint, read_plan, resolve_params, say, trained
     todo = []
     for i, run in enumerate(runs):
         try:
@@ -113,8 +113,7 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
         except Exception:  # noqa: BLE001 - the run itself will say what is wrong
             todo.append(i)
             continue
-        plan = read_plan(run.folder)
-        if not (plan.get("status") == "complete" and plan.get("train") == fingerprint(run)["train"]):
+        if not trained(read_plan(run.folder), fingerprint(run)):
             todo.append(i)
     results = [{"code": 0, "error": "", "up_to_date": True} for _ in runs]
     say(f"study: {len(runs)} run{'s' if len(runs) != 1 else ''}, {len(runs) - len(todo)} up to date, "

@@ -107,7 +107,8 @@ def load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.
     own cells share it while the file stays the same (its size, time and inode)."""
     paths = data_path if isinstance(data_path, list) else [data_path]
     try:
-        stamp = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns, os.stat(p).st_ino) for p in paths)
+        stats = [os.stat(p) for p in paths]
+        stamp = tuple((str(p), st.st_size, st.st_mtime_ns, st.st_ino) for p, st in zip(paths, stats))
     except (OSError, TypeError, ValueError):
         stamp = None                       # missing or odd: _load_corpus says what is wrong
     if stamp is None:
