@@ -39,8 +39,8 @@ from typing import Callable, ClassVar
 import numpy as np
 
 __all__ = [
-    "RNNError", "load_text", "read_text", "feed", "load_tweets", "EOT", "Vocab", "RNN", "init_rnn", "loss_and_grads",
-    "numerical_grads", "complex_step_grads", "relative_error", "synthesize",
+    "RNNError", "load_text", "read_text", "read_bytes", "decode_text", "feed", "load_tweets", "EOT", "Vocab",
+    "RNN", "init_rnn", "loss_and_grads", "numerical_grads", "complex_step_grads", "relative_error", "synthesize",
     "TrainState", "History", "train", "evaluate", "save_model", "load_model", "OPTIMIZERS", "INITS",
     "CHUNK_ORDERS", "BEST_BY", "DTYPES",
 ]
@@ -83,11 +83,21 @@ def check_text_file(path) -> Path:
 def read_text(path) -> tuple[str, int]:
     """load_text's text and the number of line endings it converted to LF (Windows' CRLF and old
     Mac's lone CR): a book saved on another system gives the same characters as one saved here."""
+    return decode_text(read_bytes(path), path)
+
+
+def read_bytes(path) -> bytes:
+    """The bytes of a text file, once check_text_file has said it is one."""
     p = check_text_file(path)
     try:
-        raw = p.read_bytes()
+        return p.read_bytes()
     except OSError as err:
         raise RNNError(f"cannot read {p}: {err.strerror or err} (check its permissions)") from None
+
+
+def decode_text(raw: bytes, path) -> tuple[str, int]:
+    """read_text's answer for bytes already read from path (named in the errors)."""
+    p = Path(path)
     if not raw.strip():
         raise RNNError(f"{p} is empty; give a text of at least seq_length + 1 characters")
     if b"\x00" in raw[:65536]:
@@ -154,9 +164,12 @@ class Vocab:
 
     def decode(self, ix) -> str:
         ix = np.asarray(ix)
-        if ix.size and (ix.min() < 0 or ix.max() >= self.K):
+        if ix.size == 0:
+            return ""
+        if ix.min() < 0 or ix.max() >= self.K:
             raise RNNError(f"character index out of range 0..{self.K - 1}")
-        return "".join(self.chars[i] for i in ix.tolist())
+        code_points = np.array([ord(ch) for ch in self.chars], dtype="<u4")
+        return code_points[ix].tobytes().decode("utf-32-le")   # a million characters in milliseconds
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -1270,21 +1283,22 @@ EOT = "\x03"   # end of a tweet: a control character no tweet contains once load
 _LINK = re.compile(r"https?://\S+")
 
 
-def load_tweets(paths, *, keep_retweets: bool = False, keep_links: bool = False) -> str:
+def load_tweets(paths, *, keep_retweets: bool = False, keep_links: bool = False, texts=None) -> str:
     """The training text of one or more tweet-archive JSON files, each tweet ended by EOT.
 
     Each file is a list of objects with source, id_str, text, created_at, retweet_count,
     in_reply_to_user_id_str, favorite_count and is_retweet. HTML entities in text (&amp; ...)
     are unescaped; retweets (is_retweet, or text starting "RT @") are dropped unless
     keep_retweets; http(s) links are removed unless keep_links. Tweets left empty are dropped.
+    texts: the files' contents, when they have been read already (as load_text gives them).
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise RNNError("no tweet files given; pass a path or a list of paths to tweet-archive JSON files")
     out = []
-    for path in paths:
+    for i, path in enumerate(paths):
         p = Path(path)
-        raw = load_text(p)                                   # missing, binary, non-UTF-8: named there
+        raw = load_text(p) if texts is None else texts[i]    # missing, binary, non-UTF-8: named there
         try:
             tweets = json.loads(raw)
         except json.JSONDecodeError as err:

@@ -222,33 +222,38 @@ def plan_run(preset: str, seed: str, *, env=None, pdf: bool = True, name: str | 
 
 
 def resolve_params(run: Run) -> dict:
-    """The notebook parameters: the preset's, then the explicit ones (as papermill's CLI reads
-    them), paths made absolute; `overrides` names the explicit values that differ from the preset."""
+    """The notebook parameters: the notebooks' defaults, the preset's, then the explicit ones (as
+    papermill's CLI reads them), paths made absolute; `overrides` names the explicit values that
+    differ from the preset. run_dir and resume are the planner's to set."""
     import run_report
-    preset = run_report.preset_params(run.preset)
-    if isinstance(preset.get("data_path"), str):         # written relative to notebooks/
-        preset["data_path"] = str((HERE / preset["data_path"]).resolve())
-    params = {**preset, "seed": run_report.literal(run.seed),
+    defaults, preset = run_report.defaults(), run_report.preset_params(run.preset)
+    for values in (defaults, preset):                    # their data_path is written relative to notebooks/
+        if isinstance(values.get("data_path"), str):
+            values["data_path"] = str((HERE / values["data_path"]).resolve())
+    params = {**defaults, **preset, "seed": run_report.literal(run.seed),
               **{name: run_report.literal(value) for name, value in run.explicit}}
     params["overrides"] = sorted({name for name, _ in run.explicit} & set(preset) - {"preset", "data_path"})
-    if isinstance(params.get("data_path"), str):      # absolute (the notebooks run in notebooks/), links kept:
-        params["data_path"] = os.path.abspath(os.path.expanduser(params["data_path"]))   # a dangling one is named
+    data = params.get("data_path")
+    params["data_path"] = [_absolute(p) for p in data] if isinstance(data, list) else _absolute(data)
+    for name in ("run_dir", "resume"):
+        params.pop(name, None)
     return params
+
+
+def _absolute(path):
+    """A data path as the notebooks (which run in notebooks/) must see it: absolute, its links
+    kept, so that a dangling one is named as the user gave it."""
+    return os.path.abspath(os.path.expanduser(path)) if isinstance(path, str) else path
 
 
 # ----------------------------------------------------------------------------- fingerprints
 
 def _hash_file(h, path: Path) -> None:
-    """Feed a file's bytes into h; a path that is not a regular file feeds only what it is
-    (the notebook then names the problem; a FIFO is never opened)."""
+    """Feed a file's bytes into h; a path that is not a regular file feeds only what it is (a
+    FIFO is never opened: the run names the problem)."""
     try:
         if not path.is_file():
             h.update(f"not a file: {path}".encode())
-            return
-        size = path.stat().st_size
-        if size > (1 << 30):                    # too large to hash each time: its identity
-            st = path.stat()
-            h.update(f"{size}:{st.st_mtime_ns}:{st.st_ino}".encode())
             return
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -257,15 +262,30 @@ def _hash_file(h, path: Path) -> None:
         h.update(f"unreadable: {err}".encode())
 
 
-def fingerprint(run: Run) -> dict:
+def data_paths(params: dict) -> list:
+    data = params.get("data_path")
+    return data if isinstance(data, list) else [data] if data else []
+
+
+def data_digests(params: dict) -> list:
+    """The sha256 of each text file's bytes."""
+    digests = []
+    for path in data_paths(params):
+        h = hashlib.sha256()
+        _hash_file(h, Path(path))
+        digests.append(h.hexdigest())
+    return digests
+
+
+def fingerprint(run: Run, digests: list | None = None) -> dict:
     """{"train": hash of the parameters, the text and the code; "render": that and what only
-    the PDF depends on}: equal hashes mean nothing to redo."""
+    the PDF depends on}: equal hashes mean nothing to redo. digests: the text's, when the run
+    has read it (the text it trained on); else the files are read for them."""
     import importlib.util
     params = {k: v for k, v in run.params.items() if k not in ("resume", "run_dir")}
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    data = params.get("data_path")
-    for path in (data if isinstance(data, list) else [data] if data else []):
-        _hash_file(h, Path(path))
+    for digest in (data_digests(run.params) if digests is None else digests):
+        h.update(digest.encode())
     for name in CODE_FILES:
         _hash_file(h, ROOT / name)
     h.update(f"torch={importlib.util.find_spec('torch') is not None}".encode())
@@ -522,14 +542,39 @@ def copy_file(source: Path, target: Path) -> None:
 
 def check_data(params: dict) -> None:
     """The text must be a regular file: a FIFO, a device or a dangling link is refused here, in
-    a second, before a kernel starts (the notebooks check everything else)."""
+    a second, before it is hashed or read."""
     import rnn_core
-    data = params.get("data_path")
-    for path in (data if isinstance(data, list) else [data] if isinstance(data, str) else []):
+    for path in data_paths(params):
         try:
             rnn_core.check_text_file(path)
-        except rnn_core.RNNError as err:
-            raise PlanError(str(err)) from None
+        except (rnn_core.RNNError, TypeError) as err:
+            raise PlanError(str(err) if isinstance(err, rnn_core.RNNError) else
+                            f"data_path must be a path or a list of paths, got {path!r}") from None
+
+
+def check_run(run: Run):
+    """Every parameter, and the text, checked once for the run before any kernel starts: the
+    text is read here (a Corpus), and build_new hands it to the notebooks in corpus.npz."""
+    import workbook
+    space = dict(run.params)                 # check_params writes whole numbers back into it
+    try:
+        workbook.check_params(space)
+        return workbook.load_corpus(*corpus_args(space)) if "data_path" in space else None
+    except workbook.rc.RNNError as err:
+        raise PlanError(str(err)) from None
+
+
+def hand_over_corpus(run: Run, building: Path) -> None:
+    """Write the text check_run read into the run folder (corpus.npz), and free its memory
+    before the notebooks start."""
+    import workbook
+    workbook.load_corpus(*corpus_args(run.params), run_dir=building, pin=True)
+    workbook.forget_corpus()
+
+
+def corpus_args(params: dict) -> tuple:
+    return (params["data_path"], params.get("corpus_format", "text"), params.get("val_fraction", 0.0),
+            params.get("keep_retweets", False), params.get("keep_links", False))
 
 
 def build(run: Run, stop: Stop, quiet: bool = False) -> int:
@@ -580,8 +625,18 @@ def render_again(run: Run, plan: dict, fp: dict) -> int:
 
 def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     import run_report
+    import workbook
     from run_report import StepFailed
     building = run.sibling(".building", hidden=True)
+    try:
+        corpus = check_run(run)
+    except PlanError as err:
+        if run.folder.exists():
+            raise PlanError(f"{err}\n  nothing was made; the earlier run in {rel(run.folder)} is untouched") from None
+        raise
+    read_as = None                           # the text's key as read: to tell if it changes during the run
+    if corpus is not None:                   # the run's fingerprint names the text as it was read
+        fp, read_as = fingerprint(run, list(corpus.sha256)), corpus.key
     source = None
     if run.resume:
         source = furthest_checkpoint(run)
@@ -598,6 +653,9 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
         write_plan(building, plan)
         if source is not None:
             copy_file(source[0], building / "checkpoint.npz")
+        if corpus is not None:               # every notebook reads the text from here (see check_run)
+            hand_over_corpus(run, building)
+            del corpus
     except OSError as err:
         shutil.rmtree(building, ignore_errors=True)
         raise PlanError(f"cannot write the run folder {rel(building)}: {err.strerror}; "
@@ -628,6 +686,9 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     if failure is None:
         swap(run, building)
         note_failed_further(run)
+        if read_as is not None and workbook.changed_on_disk(read_as):
+            say(f"note: {', '.join(data_paths(run.params))} changed during the run, which went on with the text "
+                f"as it was when it started; make again to train on the new text")
         took = f"done in {time.perf_counter() - start:.0f} s"
         say(f"{took}: {run.folder / 'report.pdf'}" if run.pdf else f"{took}: {rel(run.folder)}")
         if run.pdf:
@@ -740,8 +801,10 @@ def study(verb: str) -> int:
         return 130
     import run_compare
     labels = [p.label for p in pts] if axes else [p.preset for p in pts]
+    errors = {str(r.folder): res["error"] for r, res in zip(runs, results) if res["code"] and res["error"]}
     code = run_compare.main(["--out", str(out), "--author", value_of("AUTHOR"),
                              "--labels", json.dumps(labels), "--grid", json.dumps(axes),
+                             "--errors", json.dumps(errors),
                              *map(str, (r.folder for r in runs))])
     if code == 0:
         write_plan(out, {"kind": f"{MARK} comparison", "runs": names})

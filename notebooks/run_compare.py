@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--author", default=os.environ.get("AUTHOR", "DD2424 workbook"))
     ap.add_argument("--labels", default="[]", help="JSON list: each run's group (grid point or preset)")
     ap.add_argument("--grid", default="[]", help='JSON list of [parameter, [values]]: the study\'s axes')
+    ap.add_argument("--errors", default="{}", help="JSON object: run folder -> the error of a run refused "
+                                                   "before it made its folder")
     ap.add_argument("runs", nargs="+", help="run folders")
     args = ap.parse_args(argv)
     os.environ.pop("MPLBACKEND", None)
@@ -46,6 +48,8 @@ def main(argv=None) -> int:
             pm.execute_notebook(str(HERE / "05_compare.ipynb"), str(executed), cwd=str(HERE),
                                 parameters={"runs": [str(Path(r).resolve()) for r in args.runs],
                                             "labels": json.loads(args.labels), "grid": json.loads(args.grid),
+                                            "errors": {str(Path(r).resolve()): e
+                                                       for r, e in json.loads(args.errors).items()},
                                             "out_dir": str(out)},
                                 kernel_name="python3", progress_bar=False, log_output=False,
                                 extra_arguments=workbook.KERNEL_ARGS)

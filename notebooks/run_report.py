@@ -48,11 +48,25 @@ def error_of(notebook: Path) -> str:
     return workbook.notebook_error(notebook) or "the notebook failed"
 
 
-@functools.lru_cache(maxsize=None)   # read once per run, by check_names and by execute
+@functools.lru_cache(maxsize=None)   # read once per run, by check_names, defaults and execute
+def _parameters(step: str) -> dict:
+    import papermill as pm
+    return pm.inspect_notebook(str(HERE / f"{step}.ipynb"))
+
+
 def declared(step: str) -> frozenset:
     """The parameter names a notebook's parameters cell declares."""
-    import papermill as pm
-    return frozenset(pm.inspect_notebook(str(HERE / f"{step}.ipynb")))
+    return frozenset(_parameters(step))
+
+
+def defaults() -> dict:
+    """Every parameter's value in the notebooks' parameters cells (the same in each notebook
+    that declares it; tests/test_workbook.py checks that)."""
+    values = {}
+    for step in STEPS:
+        for name, p in _parameters(step).items():
+            values.setdefault(name, ast.literal_eval(p["default"]))
+    return values
 
 
 def preset_params(name: str | None) -> dict:

@@ -39,7 +39,7 @@ COMMON = [
     ("tweet_length", "140", "tweets: longest synthesized tweet (140 or 280)"),
     ("keep_retweets", "False", "tweets: keep retweets"),
     ("keep_links", "False", "tweets: keep http(s) links"),
-    ("max_text_mb", "1000", "a larger text file is refused (it needs about 5x its size in memory)"),
+    ("max_text_mb", "1000", "a larger text file is refused (reading one takes about 2.5x its size in memory)"),
     ("run_dir", '"../reports/by-hand"', "where this run's artefacts go (make's runs have names of their own)"),
     ("passage_length", "1000", "characters of the passage from the best model"),
     ("prime_text", '""', "text the best model reads before its passage (not for tweets)"),
@@ -67,6 +67,9 @@ OWN = {   # 05_compare reads finished runs; it takes only these
     "05_compare": [
         ("runs", "[]", "run folders to compare, e.g. [\"../reports/classic-seed-1\", ...]"),
         ("out_dir", '"../reports/batch-classic"', "where comparison.pdf and its figure go"),
+        ("labels", "[]", "each run's group (its grid point or preset); [] groups by preset"),
+        ("grid", "[]", "the study's axes, [[parameter, [values]], ...]; [] for none"),
+        ("errors", "{}", "{run folder: error} of runs refused before they made a folder"),
     ],
 }
 

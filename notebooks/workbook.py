@@ -13,6 +13,8 @@ import os
 import re
 import sys
 import unicodedata
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL",
                '--IPKernelApp.exec_lines=["import logging", "logging.getLogger(\'tornado\').setLevel(logging.CRITICAL)"]']
 
 ARTEFACTS = {
+    "corpus.npz": "the planner (or the first notebook): the text as the run read it, for every notebook",
     "grad_check.json": "01_gradient_check: relative errors per parameter, method and m",
     "history.csv": "02_train: update, epoch, loss, smooth_loss for every update",
     "samples.json": "02_train: the text sampled during training, with update and smooth loss",
@@ -101,48 +104,198 @@ def read_history(path) -> dict:
 
 # ----------------------------------------------------------------------------- corpus
 
+CORPUS_FILE = "corpus.npz"   # in the run folder: the text as the run read it
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """A run's text as every notebook of the run sees it, as vocabulary indices.
+
+    codes[:cut] is the training text and codes[cut:] the held-out end (val_fraction), one byte
+    per character for most books; text(start, stop) gives characters back. sha256 has one
+    digest per file, of the bytes that were read.
+    """
+    name: str
+    vocab: rc.Vocab
+    codes: np.ndarray
+    cut: int
+    reset_ix: int | None
+    line_endings_converted: int
+    sha256: tuple
+    key: str
+
+    @property
+    def train(self) -> np.ndarray:
+        return self.codes[:self.cut]
+
+    @property
+    def val(self) -> np.ndarray:
+        return self.codes[self.cut:]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def text(self, start: int = 0, stop: int | None = None) -> str:
+        return self.vocab.decode(self.codes[start:stop])
+
+
 def load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.0,
-                keep_retweets: bool = False, keep_links: bool = False) -> dict:
-    """The corpus (see _load_corpus), read once per notebook: check_params and the notebook's
-    own cells share it while the file stays the same (its size, time and inode)."""
+                keep_retweets: bool = False, keep_links: bool = False, run_dir=None, *, pin: bool = False,
+                quiet: bool = False) -> Corpus:
+    """The text, its vocabulary and its split (see read_corpus), read once per run.
+
+    With run_dir, the run folder's corpus.npz is used when it was read from the same files with
+    the same settings, and the files are unchanged since (the same size, time and inode); else
+    the files are read and corpus.npz written, when the folder exists. The planner writes it
+    with pin=True before a run's notebooks start: the run then keeps the text it started with
+    even if the file changes on disk (a note says so, unless quiet). Within one process the
+    last corpus is kept in memory, so check_params and the notebook's own cells share one read.
+    """
+    settings = _corpus_settings(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
+    key = _corpus_key(data_path, settings)
+    corpus = _last_corpus.get(key) if key else None
+    if corpus is None and run_dir is not None:
+        corpus = _read_snapshot(Path(run_dir) / CORPUS_FILE, settings, key)
+        if corpus is not None:
+            _last_corpus.clear()
+            _last_corpus[key] = corpus
+    if corpus is not None and corpus.key != key:     # a pinned corpus.npz, and the file changed since
+        if not quiet:
+            files = ", ".join(json.loads(settings)["files"])
+            print(f"note: {files} changed after this run read it; the run goes on with the text as it was "
+                  f"read then (kept in {CORPUS_FILE})", file=sys.stderr)
+        return corpus
+    if corpus is None:
+        corpus = read_corpus(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
+        _last_corpus.clear()
+        _last_corpus[corpus.key] = corpus
+    if run_dir is not None and Path(run_dir).is_dir():
+        _write_snapshot(Path(run_dir) / CORPUS_FILE, corpus, pin)
+    return corpus
+
+
+_last_corpus: dict = {}
+
+
+def forget_corpus() -> None:
+    """Let the memory of the last corpus go (the planner, before the notebooks start)."""
+    _last_corpus.clear()
+
+
+def changed_on_disk(key: str) -> bool:
+    """Whether the files a corpus was read from (its key) have changed since, or are gone."""
+    settings = json.loads(key)[0]
+    return _corpus_key(json.loads(settings)["files"], settings) != key
+
+
+def _corpus_settings(data_path, corpus_format, val_fraction, keep_retweets, keep_links) -> str:
+    """The files (absolute paths) and the settings a corpus is read with."""
+    paths = data_path if isinstance(data_path, list) else [data_path]
+    try:
+        files = [os.path.abspath(p) for p in paths]
+    except TypeError:
+        files = [repr(p) for p in paths]
+    return json.dumps({"files": files, "corpus_format": corpus_format, "val_fraction": val_fraction,
+                       "keep_retweets": keep_retweets, "keep_links": keep_links})
+
+
+def _corpus_key(data_path, settings: str) -> str | None:
+    """settings and each file's size, time and inode: equal keys, the same text; None when a
+    file cannot be looked at (read_corpus then says why)."""
     paths = data_path if isinstance(data_path, list) else [data_path]
     try:
         stats = [os.stat(p) for p in paths]
-        stamp = tuple((str(p), st.st_size, st.st_mtime_ns, st.st_ino) for p, st in zip(paths, stats))
     except (OSError, TypeError, ValueError):
-        stamp = None                       # missing or odd: _load_corpus says what is wrong
-    if stamp is None:
-        return _load_corpus(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
-    return _load_corpus_cached(stamp, json.dumps(data_path), corpus_format, val_fraction, keep_retweets, keep_links)
+        return None
+    return json.dumps([settings, [[st.st_size, st.st_mtime_ns, st.st_ino] for st in stats]])
 
 
-@functools.lru_cache(maxsize=1)
-def _load_corpus_cached(stamp, data_path_json, corpus_format, val_fraction, keep_retweets, keep_links) -> dict:
-    return _load_corpus(json.loads(data_path_json), corpus_format, val_fraction, keep_retweets, keep_links)
-
-
-def _load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.0,
-                 keep_retweets: bool = False, keep_links: bool = False) -> dict:
-    """The text, its vocabulary and its split, as every notebook of a run sees them.
+def read_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.0,
+                keep_retweets: bool = False, keep_links: bool = False) -> Corpus:
+    """Read the file(s): the text, its vocabulary and its split.
 
     corpus_format "tweets": data_path is a tweet-archive JSON file (or a list of them), and
     the hidden state restarts after each tweet's end character (reset). The last
     val_fraction of the text is held out (cut at a tweet's end for tweets). Line endings are
-    read as LF; line_endings_converted counts the CRLF and CR ones.
+    read as LF; line_endings_converted counts the CRLF and CR ones. A file that changes while
+    it is read is an error: the digests must be those of the text.
     """
+    import hashlib
+    paths = data_path if isinstance(data_path, list) else [data_path]
+    settings = _corpus_settings(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
+    key = _corpus_key(data_path, settings)
+    raws = [rc.read_bytes(p) for p in paths]
+    if key is None or _corpus_key(data_path, settings) != key:
+        raise rc.RNNError(f"{', '.join(map(str, paths))} changed while it was being read; run again once it is "
+                          f"written")
+    sha256 = tuple(hashlib.sha256(raw).hexdigest() for raw in raws)
     converted = 0
     if corpus_format == "tweets":
-        text = rc.load_tweets(data_path, keep_retweets=keep_retweets, keep_links=keep_links)
+        texts = [rc.decode_text(raw, p)[0] for raw, p in zip(raws, paths)]
+        del raws
+        text = rc.load_tweets(paths, keep_retweets=keep_retweets, keep_links=keep_links, texts=texts)
+        del texts
     else:
-        text, converted = rc.read_text(data_path)
+        text, converted = rc.decode_text(raws[0], paths[0])
+        del raws
     vocab = rc.Vocab(text)
     cut = len(text) - int(round(len(text) * val_fraction))
     if corpus_format == "tweets" and cut < len(text):
         cut = text.rfind(rc.EOT, 0, cut) + 1 or cut
-    name = Path(data_path[0] if isinstance(data_path, list) else data_path).name
-    return {"name": name, "text": text, "vocab": vocab, "train": text[:cut], "val": text[cut:],
-            "reset_ix": vocab.chars.index(rc.EOT) if corpus_format == "tweets" else None,
-            "line_endings_converted": converted}
+    codes = vocab.encode(text, compact=True)
+    return Corpus(name=Path(paths[0]).name, vocab=vocab, codes=codes, cut=cut,
+                  reset_ix=vocab.chars.index(rc.EOT) if corpus_format == "tweets" else None,
+                  line_endings_converted=converted, sha256=sha256, key=key)
+
+
+def _write_snapshot(path: Path, corpus: Corpus, pin: bool) -> None:
+    """corpus.npz, unless it already holds this corpus (pinned, if asked); a cache, so a
+    failed write is let go."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"][()]))
+        if meta.get("key") == corpus.key and (meta.get("pinned") or not pin):
+            return
+    except (OSError, ValueError, KeyError, EOFError, AttributeError, RecursionError, zipfile.BadZipFile):
+        pass                               # none yet, damaged, or not ours: write it
+    meta = {"format": 1, "key": corpus.key, "pinned": pin, "name": corpus.name, "cut": corpus.cut,
+            "reset_ix": corpus.reset_ix, "line_endings_converted": corpus.line_endings_converted,
+            "sha256": list(corpus.sha256)}
+    try:
+        rc._atomic_write(path, lambda f: np.savez(f, codes=corpus.codes, chars=np.array(corpus.vocab.chars),
+                                                  meta=np.array(json.dumps(meta))))
+    except rc.RNNError:
+        pass
+
+
+def _read_snapshot(path: Path, settings: str, key: str | None) -> Corpus | None:
+    """The corpus in corpus.npz if it was read from these files with these settings, and they
+    are unchanged or it is pinned; None if not (or if the file is damaged: the text is then
+    read again)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"][()]))
+            if not isinstance(meta, dict) or meta.get("format") != 1 or not isinstance(meta.get("key"), str):
+                return None
+            read_with, stats = json.loads(meta["key"])
+            if read_with != settings or not (meta["key"] == key or meta.get("pinned") is True):
+                return None
+            codes, chars = f["codes"], str(f["chars"][()])
+        vocab = rc.Vocab(chars)
+        cut, reset_ix = meta["cut"], meta["reset_ix"]
+        ok = (codes.ndim == 1 and codes.dtype.kind == "u" and len(codes) > 0 and vocab.chars == chars
+              and int(codes.max()) < vocab.K and isinstance(cut, int) and 0 < cut <= len(codes)
+              and (reset_ix is None or isinstance(reset_ix, int) and 0 <= reset_ix < vocab.K)
+              and isinstance(meta["line_endings_converted"], int) and isinstance(meta["name"], str)
+              and isinstance(meta["sha256"], list) and len(meta["sha256"]) == len(stats)
+              and all(isinstance(d, str) and len(d) == 64 for d in meta["sha256"]))
+        if not ok:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError, zipfile.BadZipFile, rc.RNNError):
+        return None
+    return Corpus(name=meta["name"], vocab=vocab, codes=codes, cut=cut, reset_ix=reset_ix,
+                  line_endings_converted=meta["line_endings_converted"], sha256=tuple(meta["sha256"]),
+                  key=meta["key"])
 
 
 # ----------------------------------------------------------------------------- display
@@ -331,23 +484,24 @@ def check_params(space: dict) -> None:
         for p in (path if isinstance(path, list) else [path]):
             size = rc.check_text_file(p).stat().st_size
             if size > limit * 1e6:
-                raise rc.RNNError(f"{p} is {size / 1e6:,.0f} MB, more than max_text_mb = {limit:g}; training needs "
-                                  f"about 5 times a text's size in memory (measured): set P=max_text_mb="
+                raise rc.RNNError(f"{p} is {size / 1e6:,.0f} MB, more than max_text_mb = {limit:g}; reading a text "
+                                  f"takes about 2.5 times its size in memory (measured): set P=max_text_mb="
                                   f"{math.ceil(size / 1e6)} to use it anyway")
         corpus = load_corpus(path, space.get("corpus_format", "text"), space.get("val_fraction", 0.0),
-                             space.get("keep_retweets", False), space.get("keep_links", False))
+                             space.get("keep_retweets", False), space.get("keep_links", False), space.get("run_dir"),
+                             quiet=True)     # the notebook's own load_corpus notes a changed file
         T = space.get("seq_length", 1)
-        if len(corpus["text"]) < T + 1:
-            raise rc.RNNError(f"{path} has {len(corpus['text'])} characters, fewer than seq_length + 1 = {T + 1}; "
+        if len(corpus) < T + 1:
+            raise rc.RNNError(f"{path} has {len(corpus)} characters, fewer than seq_length + 1 = {T + 1}; "
                               f"use a longer text or a smaller seq_length")
         try:
-            rc.check_reading(len(corpus["train"]), T, space.get("batch_size", 1),
+            rc.check_reading(corpus.cut, T, space.get("batch_size", 1),
                              space.get("chunk_order", "sequential"))
         except rc.RNNError as err:
             held = f" (after holding out val_fraction = {space['val_fraction']})" if space.get("val_fraction") else ""
             raise rc.RNNError(f"training text of {path}{held}: {err}") from None
         if space.get("prime_text"):
-            missing = sorted(set(space["prime_text"]) - set(corpus["vocab"].chars))
+            missing = sorted(set(space["prime_text"]) - set(corpus.vocab.chars))
             if missing:
                 raise rc.RNNError(f"prime_text has characters the training text does not: {''.join(missing)!r}; "
                                   f"use only characters of {Path(path).name}")

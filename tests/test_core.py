@@ -219,10 +219,11 @@ def test_bad_sampling_settings_are_named(kwargs, message):
 # ----------------------------------------------------------------------------- text and files
 
 def test_vocabulary_is_sorted_and_round_trips_non_ascii():
-    text = "Harry • Flöte ü – «quoted» Harry\n"
+    text = "Harry • Flöte ü – «quoted» 🦉 Harry\n"      # 🦉 is beyond 16 bits
     vocab = rc.Vocab(text)
     assert vocab.chars == "".join(sorted(set(text)))
-    assert vocab.decode(vocab.encode(text)) == text
+    assert vocab.decode(vocab.encode(text)) == text == vocab.decode(vocab.encode(text, compact=True))
+    assert vocab.decode([]) == "" and vocab.decode([vocab.chars.index("🦉")]) == "🦉"
     assert rc.Vocab(vocab.chars) == vocab
     with pytest.raises(rc.RNNError, match="not in the vocabulary: 'Z'"):
         vocab.encode("HaZ")

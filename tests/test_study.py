@@ -78,8 +78,8 @@ def test_a_study_runs_every_grid_point_and_seed_and_reports_them(study):
     assert proc.returncode == 0, proc.stderr
     assert "study: 8 runs, 0 up to date, 8 to make on tcp://127.0.0.1:" in proc.stdout
     good, bad = runs_of(reports), runs_of(reports, ok=False)
-    assert len(good) == 4 and len(bad) == 4                       # batch_size 0 fails its runs only
-    assert all("batch_size0" in d.name for d in bad)
+    assert len(good) == 4 and not bad                      # batch_size 0 fails its runs only, refused
+    assert not any(d.name.endswith(".building") for d in reports.iterdir())    # before they made anything
     assert proc.stdout.count("failed: ") == 4 and "batch_size must be >= 1, got 0" in proc.stdout
     pdf = next(reports.glob("study-classic-chunk_order-batch_size*/comparison.pdf"))
     text = " ".join(pdf_text_of(pdf).split())
@@ -103,6 +103,18 @@ def test_a_study_run_is_the_run_make_report_makes(study, tmp_path):
     reuse = make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2", reports=reports)
     assert "rendering the PDF again" in reuse.stdout and "01_gradient_check" not in reuse.stdout
     assert (run / "report.pdf").is_file()
+
+
+def test_the_comparison_notebook_runs_by_hand_given_only_its_runs(study, tmp_path):
+    """labels, grid and errors are parameters with defaults: a user's papermill call needs none."""
+    import papermill as pm
+    reports, _ = study
+    good = runs_of(reports)
+    pm.execute_notebook(str(ROOT / "notebooks" / "05_compare.ipynb"), str(tmp_path / "05_compare.ipynb"),
+                        parameters={"runs": [str(d) for d in good], "out_dir": str(tmp_path / "cmp")},
+                        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    text = (tmp_path / "05_compare.ipynb").read_text()
+    assert "4 runs finished" in text and "failed" not in text.split("runs finished")[1].split("\n")[0]
 
 
 def test_a_study_again_submits_nothing(study, dask_cluster):

@@ -1,6 +1,7 @@
 """The notebooks and the report: each notebook under papermill, the whole `make report` with
 tiny parameters and its PDF's text, bad input through make, and clean source notebooks."""
 import csv
+import hashlib
 import importlib.util
 import json
 import math
@@ -75,7 +76,8 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
     assert type(info["params"]["n_updates"]) is int     # 3e2 was taken as the whole number it is
     assert info["corpus"] == {"name": "shakespeare.txt", "characters": 1091710, "K": 76,
                               "train_characters": 982539, "val_characters": 109171, "val_scored_characters": 109171,
-                              "line_endings_converted": 0}
+                              "line_endings_converted": 0, "sha256": [hashlib.sha256(
+                                  (ROOT / "data" / "shakespeare.txt").read_bytes()).hexdigest()]}
     assert info["updates_per_second"] > 0 and info["wall_seconds"] > 0
     assert info["blas_threads"] == 1                # conftest runs the tests on one BLAS thread
     best, vocab, meta = rc.load_model(tiny_run / "best_model.npz")
@@ -328,7 +330,7 @@ BAD_INPUT = [
     ("unknown parameter", ["P=learning_rate=0.1"], None, "unknown parameter learning_rate; the notebooks take:"),
     ("read-only reports folder", ["REPORTS={ro}"], {"run_dir": "{ro}/run"}, "cannot "),
     ("text above max_text_mb", ["P=max_text_mb=0.5"], {"max_text_mb": 0.5},
-     "shakespeare.txt is 1 MB, more than max_text_mb = 0.5; training needs about 5 times"),
+     "shakespeare.txt is 1 MB, more than max_text_mb = 0.5; reading a text takes about 2.5 times"),
     ("no folder for the runs", ["REPORTS="], None, "REPORTS is empty; give the folder for run folders"),
     ("a run name that is a path", ["RUN=../../elsewhere"], None, "RUN='../../elsewhere' is not a run folder name"),
     ("a value given twice", ["M=50", "P=m=100"], None, "m given twice (a variable and P, or twice in P)"),
@@ -362,8 +364,8 @@ def test_bad_input_through_make_is_one_line_and_keeps_the_good_run(quick_report,
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and "No rule to make" not in proc.stderr
     assert (run / "report.pdf").read_bytes() == good
-    # every value is checked before any work: the failed run never reached training
-    assert not (reports / "quick.failed" / "02_train.ipynb").exists()
+    # every value and the text are checked before any notebook starts: no attempt to keep
+    assert not (reports / "quick.failed").exists() and not (reports / ".quick.building").exists()
 
 
 @pytest.mark.parametrize("case, args, params, message", [c for c in BAD_INPUT if c[2] is not None],
@@ -378,6 +380,54 @@ def test_bad_input_through_papermill_is_named(tmp_path, read_only, case, args, p
                             cwd=str(NB), kernel_name="python3", progress_bar=False)
     assert err.value.ename == "RNNError" and message in err.value.evalue
     assert "\n" not in err.value.evalue
+
+
+# ----------------------------------------------------------------------------- the run's text, read once
+
+def test_corpus_npz_holds_the_text_as_read(tmp_path, capsys):
+    """load_corpus against reading the file by hand; corpus.npz used while the file is the same,
+    read again when it changes (unless pinned: then the run keeps its text and says so), and a
+    damaged corpus.npz is read again, never trusted."""
+    sys.path.insert(0, str(NB))
+    import workbook as wb
+    book = tmp_path / "book.txt"
+    book.write_bytes("To be, or not\r\nto be: 🦉 that is\r\n".encode() * 300)
+    run = tmp_path / "run"
+    run.mkdir()
+    wb.forget_corpus()
+    corpus = wb.load_corpus(str(book), "text", 0.1, run_dir=run)
+    text = book.read_bytes().decode().replace("\r\n", "\n")
+    vocab = rc.Vocab(text)
+    cut = len(text) - round(len(text) * 0.1)
+    assert corpus.vocab == vocab and corpus.cut == cut and corpus.line_endings_converted == 600
+    assert np.array_equal(corpus.codes, vocab.encode(text)) and corpus.text(cut) == text[cut:]
+    assert corpus.sha256 == (hashlib.sha256(book.read_bytes()).hexdigest(),)
+    assert (run / "corpus.npz").is_file()
+
+    def fresh(**kw):
+        wb.forget_corpus()                 # as a new kernel would
+        return wb.load_corpus(str(book), "text", 0.1, run_dir=run, **kw)
+
+    (run / "corpus.npz").chmod(0o644)
+    again = fresh()
+    assert np.array_equal(again.codes, corpus.codes) and again.key == corpus.key
+    for damage in (b"not a zip", (run / "corpus.npz").read_bytes()[:-100]):
+        (run / "corpus.npz").write_bytes(damage)
+        assert np.array_equal(fresh().codes, corpus.codes)
+        assert np.array_equal(np.load(run / "corpus.npz")["codes"], corpus.codes)   # written again
+    with open(book, "ab") as f:           # changed: read again (not pinned)
+        f.write(b"More.\n")
+    assert fresh().text().endswith("that is\nMore.\n")
+    wb.load_corpus(str(book), "text", 0.1, run_dir=run, pin=True)   # as the planner writes it
+    with open(book, "ab") as f:
+        f.write(b"And more.\n")
+    capsys.readouterr()
+    kept = fresh()
+    assert kept.text().endswith("More.\n") and "changed after this run read it" in capsys.readouterr().err
+    assert fresh(quiet=True).text().endswith("More.\n") and capsys.readouterr().err == ""
+    other = wb.load_corpus(str(book), "text", 0.2, run_dir=run)      # other settings: not this run's text
+    assert other.text().endswith("And more.\n")
+    wb.forget_corpus()
 
 
 def test_readme_lists_every_bad_input_case():
