@@ -122,6 +122,21 @@ def test_only_the_author_changed_renders_again_without_training(odd):
     assert "up to date" in proc.stdout and (run / "history.csv").stat().st_mtime_ns == history
 
 
+def test_the_default_text_is_part_of_the_fingerprint(tmp_path):
+    """No DATA and a preset without data_path: the notebooks' default text is still hashed, so
+    editing data/shakespeare.txt makes the default run again."""
+    env = {**os.environ, "REPORTS": str(tmp_path), "REPORTS_OUTSIDE": "1"}
+    for name in ("DATA", "P", "RUN"):
+        env.pop(name, None)
+    run = planner.plan_run("classic", "1", env=env)
+    run.params = planner.resolve_params(run)
+    book = ROOT / "data" / "shakespeare.txt"
+    assert run.params["data_path"] == str(book)
+    assert planner.data_digests(run.params) == [hashlib.sha256(book.read_bytes()).hexdigest()]
+    assert planner.fingerprint(run) == planner.fingerprint(run, planner.data_digests(run.params))
+    assert planner.fingerprint(run)["train"] != planner.fingerprint(run, ["0" * 64])["train"]
+
+
 def test_changed_data_trains_again(odd):
     """A text with spaces and quotes in its path: its content, not its name or date, decides."""
     base, book, author, mark, reports, run, proc = odd
