@@ -10,6 +10,8 @@ parameters plus the content of its text and of the code it ran; from them the pl
   plan.json and run.json;
 - decides what is up to date: nothing to do, only the PDF to render again (the author or
   CODE changed), or the notebooks to run;
+- for a run to make, checks every value and reads the text once, before any notebook starts,
+  and hands the text to the notebooks in the run folder (corpus.npz);
 - builds a new run in .<run>.building beside the old one and swaps it in only when it is
   complete; on any failure (an error, a signal, a dead kernel, a full disk) the old run stays
   where it was and the attempt is kept as <run>.failed, with its checkpoint; a failed attempt
