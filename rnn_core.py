@@ -125,9 +125,9 @@ class Vocab:
         self.chars = "".join(sorted(set(text)))
         if not self.chars:
             raise RNNError("the text is empty, so there is no vocabulary")
-        codes = np.array([ord(ch) for ch in self.chars], dtype=np.int64)
-        self._lookup = np.full(int(codes.max()) + 1, -1, dtype=np.intp)  # code point -> index
-        self._lookup[codes] = np.arange(len(codes))
+        self._code_points = np.array([ord(ch) for ch in self.chars], dtype="<u4")   # index -> code point
+        self._lookup = np.full(int(self._code_points.max()) + 1, -1, dtype=np.intp)  # code point -> index
+        self._lookup[self._code_points] = np.arange(len(self._code_points))
 
     @property
     def K(self) -> int:
@@ -168,8 +168,7 @@ class Vocab:
             return ""
         if ix.min() < 0 or ix.max() >= self.K:
             raise RNNError(f"character index out of range 0..{self.K - 1}")
-        code_points = np.array([ord(ch) for ch in self.chars], dtype="<u4")
-        return code_points[ix].tobytes().decode("utf-32-le")   # a million characters in milliseconds
+        return self._code_points[ix].tobytes().decode("utf-32-le")   # a million characters in milliseconds
 
 
 # ----------------------------------------------------------------------------- parameters
