@@ -556,27 +556,15 @@ def check_data(params: dict) -> None:
 
 def check_run(run: Run):
     """Every parameter, and the text, checked once for the run before any kernel starts: the
-    text is read here (a Corpus), and build_new hands it to the notebooks in corpus.npz."""
+    text is read here, and the Corpus returned; build_new hands it to the notebooks in corpus.npz."""
     import workbook
     space = dict(run.params)                 # check_params writes whole numbers back into it
     try:
         workbook.check_params(space)
-        return workbook.load_corpus(*corpus_args(space)) if "data_path" in space else None
+        return workbook.load_corpus(space["data_path"], space["corpus_format"], space["val_fraction"],
+                                    space["keep_retweets"], space["keep_links"])
     except workbook.rc.RNNError as err:
         raise PlanError(str(err)) from None
-
-
-def hand_over_corpus(run: Run, building: Path) -> None:
-    """Write the text check_run read into the run folder (corpus.npz), and free its memory
-    before the notebooks start."""
-    import workbook
-    workbook.load_corpus(*corpus_args(run.params), run_dir=building, pin=True)
-    workbook.forget_corpus()
-
-
-def corpus_args(params: dict) -> tuple:
-    return (params["data_path"], params.get("corpus_format", "text"), params.get("val_fraction", 0.0),
-            params.get("keep_retweets", False), params.get("keep_links", False))
 
 
 def build(run: Run, stop: Stop, quiet: bool = False) -> int:
@@ -636,9 +624,8 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
         if run.folder.exists():
             raise PlanError(f"{err}\n  nothing was made; the earlier run in {rel(run.folder)} is untouched") from None
         raise
-    read_as = None                           # the text's key as read: to tell if it changes during the run
-    if corpus is not None:                   # the run's fingerprint names the text as it was read
-        fp, read_as = fingerprint(run, list(corpus.sha256)), corpus.key
+    fp = fingerprint(run, list(corpus.sha256))   # names the text as it was read, which the run will use
+    read_as = corpus.key                     # to tell if the file changes during the run
     source = None
     if run.resume:
         source = furthest_checkpoint(run)
@@ -655,9 +642,9 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
         write_plan(building, plan)
         if source is not None:
             copy_file(source[0], building / "checkpoint.npz")
-        if corpus is not None:               # every notebook reads the text from here (see check_run)
-            hand_over_corpus(run, building)
-            del corpus
+        workbook.save_corpus(corpus, building, pin=True)   # every notebook reads the text from here
+        workbook.forget_corpus()                           # its memory goes before the notebooks start
+        del corpus
     except OSError as err:
         shutil.rmtree(building, ignore_errors=True)
         raise PlanError(f"cannot write the run folder {rel(building)}: {err.strerror}; "
@@ -688,7 +675,7 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     if failure is None:
         swap(run, building)
         note_failed_further(run)
-        if read_as is not None and workbook.changed_on_disk(read_as):
+        if workbook.changed_on_disk(read_as):
             say(f"note: {', '.join(data_paths(run.params))} changed during the run, which went on with the text "
                 f"as it was when it started; make again to train on the new text")
         took = f"done in {time.perf_counter() - start:.0f} s"

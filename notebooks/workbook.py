@@ -140,37 +140,34 @@ class Corpus:
 
 
 def load_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.0,
-                keep_retweets: bool = False, keep_links: bool = False, run_dir=None, *, pin: bool = False,
+                keep_retweets: bool = False, keep_links: bool = False, run_dir=None, *,
                 quiet: bool = False) -> Corpus:
     """The text, its vocabulary and its split (see read_corpus), read once per run.
 
     With run_dir, the run folder's corpus.npz is used when it was read from the same files with
     the same settings, and the files are unchanged since (the same size, time and inode); else
     the files are read and corpus.npz written, when the folder exists. The planner writes it
-    with pin=True before a run's notebooks start: the run then keeps the text it started with
+    pinned (save_corpus) before a run's notebooks start: the run then keeps the text it started with
     even if the file changes on disk (a note says so, unless quiet). Within one process the
     last corpus is kept in memory, so check_params and the notebook's own cells share one read.
     """
     settings = _corpus_settings(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
     key = _corpus_key(data_path, settings)
     corpus = _last_corpus.get(key) if key else None
-    if corpus is None and run_dir is not None:
-        corpus = _read_snapshot(Path(run_dir) / CORPUS_FILE, settings, key)
-        if corpus is not None:
-            _last_corpus.clear()
-            _last_corpus[key] = corpus
-    if corpus is not None and corpus.key != key:     # a pinned corpus.npz, and the file changed since
+    if corpus is None:
+        corpus = _read_snapshot(Path(run_dir) / CORPUS_FILE, settings, key) if run_dir is not None else None
+        if corpus is None:
+            corpus = read_corpus(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
+            key = corpus.key                 # the files as they were read
+        _last_corpus.clear()
+        _last_corpus[key] = corpus
+    if corpus.key != key:                    # a pinned corpus.npz, and the file changed since
         if not quiet:
             files = ", ".join(json.loads(settings)["files"])
             print(f"note: {files} changed after this run read it; the run goes on with the text as it was "
                   f"read then (kept in {CORPUS_FILE})", file=sys.stderr)
-        return corpus
-    if corpus is None:
-        corpus = read_corpus(data_path, corpus_format, val_fraction, keep_retweets, keep_links)
-        _last_corpus.clear()
-        _last_corpus[corpus.key] = corpus
-    if run_dir is not None and Path(run_dir).is_dir():
-        _write_snapshot(Path(run_dir) / CORPUS_FILE, corpus, pin)
+    elif run_dir is not None and Path(run_dir).is_dir():
+        save_corpus(corpus, run_dir)
     return corpus
 
 
@@ -248,9 +245,10 @@ def read_corpus(data_path, corpus_format: str = "text", val_fraction: float = 0.
                   line_endings_converted=converted, sha256=sha256, key=key)
 
 
-def _write_snapshot(path: Path, corpus: Corpus, pin: bool) -> None:
-    """corpus.npz, unless it already holds this corpus (pinned, if asked); a cache, so a
-    failed write is let go."""
+def save_corpus(corpus: Corpus, run_dir, pin: bool = False) -> None:
+    """Write corpus into run_dir's corpus.npz, unless it already holds it (pinned, if asked);
+    a cache, so a failed write is let go (the notebooks then read the file)."""
+    path = Path(run_dir) / CORPUS_FILE
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"][()]))

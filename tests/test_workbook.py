@@ -418,7 +418,7 @@ def test_corpus_npz_holds_the_text_as_read(tmp_path, capsys):
     with open(book, "ab") as f:           # changed: read again (not pinned)
         f.write(b"More.\n")
     assert fresh().text().endswith("that is\nMore.\n")
-    wb.load_corpus(str(book), "text", 0.1, run_dir=run, pin=True)   # as the planner writes it
+    wb.save_corpus(fresh(), run, pin=True)   # as the planner writes it
     with open(book, "ab") as f:
         f.write(b"And more.\n")
     capsys.readouterr()
