@@ -8,14 +8,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 unexport MPLBACKEND                # Agg would remove every plot from the executed notebooks
 
-# The variables (make help lists them) go to notebooks/planner.py as environment variables,
-# exactly as typed: never spliced into shell code or into make's own parsing, so a value with
-# ', ", $, ;, spaces or é is only data. The planner names the run, decides what is up to date,
+# The variables (make help lists them; workbook/runs.py declares them, and a test checks this
+# list against it) go to the planner (python -m workbook, workbook/planner.py) as environment
+# variables, exactly as typed: never spliced into shell code or into make's own parsing, so a value
+# with ', ", $, ;, spaces or é is only data. The planner names the run, decides what is up to date,
 # builds it beside the old one and keeps what fails (see its docstring).
 VARIABLES := PRESET DATA SEED M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SAMPLE_EVERY P RESUME \
-  CODE AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN GRID SCHEDULER LAB_ARGS
+  CODE TORCH AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN GRID LAB_ARGS SCHEDULER
 $(foreach v,$(VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
-PLANNER = notebooks/planner.py
+PLANNER = -m workbook
 
 .PHONY: help setup report study batch compare test bench bench-torch torch lab clean corpus
 
@@ -24,10 +25,11 @@ help: ## this list, the variables, and where the report would go
 
 setup: $(VENV)/.installed tex ## create .venv, install requirements.txt and TeX (apt-get)
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.10+ or set PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 TEX_PKGS := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core
@@ -47,7 +49,7 @@ tex:
 report: setup $(if $(filter 1 yes true,$(value TORCH)),torch) ## train, check, plot, sample and write the PDF report
 	@$(PY) $(PLANNER) report
 
-# make study / batch / compare: runs as Dask tasks (notebooks/study.py), JOBS local workers with
+# make study / batch / compare: runs as Dask tasks (workbook/study.py), JOBS local workers with
 # one BLAS thread each, or SCHEDULER's cluster; a failed run stops none of the others and is
 # listed in the report; a run that is up to date is not submitted.
 study: setup ## GRID x SEEDS on PRESET, e.g. GRID="batch_size=1,32": reports/study-<preset>-<names>/comparison.pdf

@@ -1,5 +1,6 @@
 """rnn_core against independent expectations: numerical gradients, the textbook implementation,
-known distributions, files that round-trip, and the one-line errors for bad input."""
+known distributions; the package's text and model files that round-trip, and the one-line
+errors for bad input (workbook/params.py's checks, workbook/textfiles.py's reading)."""
 import math
 import re
 import os
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
-import textbook_rnn as tb
+from workbook import files, params, pytorch, textfiles
+from workbook import textbook as tb
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "shakespeare.txt"
@@ -110,7 +112,7 @@ def test_mean_reduction_is_the_sum_over_T(corpus):
     assert hist.loss[0] == pytest.approx(loss / 25, rel=1e-12)
 
 
-@pytest.mark.parametrize("optimizer", rc.OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", params.BY_NAME["optimizer"].kind.options)
 def test_one_optimizer_step_matches_its_formula(corpus, optimizer):
     _, vocab, data = corpus
     rnn = rc.init_rnn(vocab.K, 10, rng=np.random.default_rng(2), sigma=0.1)
@@ -205,15 +207,15 @@ def test_synthesis_matches_the_textbook_draw_by_cumulative_sum(corpus):
     assert ours.tolist() == theirs
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": 0}, "temperature must be > 0"),
-    ({"temperature": -1.0}, "temperature must be > 0"),
-    ({"top_p": 0}, "top_p must be in (0, 1]"),
-    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+@pytest.mark.parametrize("values, message", [
+    ({"temperatures": [0]}, "temperature must be a number > 0"),
+    ({"temperatures": -1.0}, "temperature must be a number > 0"),
+    ({"top_ps": [0]}, "top_p must be in (0, 1]"),
+    ({"top_ps": [0.5, 1.5]}, "top_p must be in (0, 1]"),
 ])
-def test_bad_sampling_settings_are_named(kwargs, message):
+def test_bad_sampling_settings_are_named(values, message):
     with pytest.raises(rc.RNNError, match=message.replace("(", r"\(").replace("]", r"\]")):
-        rc.synthesize(fixed_logits_rnn(LOGITS), np.zeros((3, 1)), 0, 10, rng=np.random.default_rng(0), **kwargs)
+        params.check(values)
 
 
 # ----------------------------------------------------------------------------- text and files
@@ -222,7 +224,7 @@ def test_vocabulary_is_sorted_and_round_trips_non_ascii():
     text = "Harry • Flöte ü – «quoted» 🦉 Harry\n"      # 🦉 is beyond 16 bits
     vocab = rc.Vocab(text)
     assert vocab.chars == "".join(sorted(set(text)))
-    assert vocab.decode(vocab.encode(text)) == text == vocab.decode(vocab.encode(text, compact=True))
+    assert vocab.decode(vocab.encode(text)) == text == vocab.decode(textfiles.encode_compact(vocab, text))
     assert vocab.decode([]) == "" and vocab.decode([vocab.chars.index("🦉")]) == "🦉"
     assert rc.Vocab(vocab.chars) == vocab
     with pytest.raises(rc.RNNError, match="not in the vocabulary: 'Z'"):
@@ -242,8 +244,8 @@ def test_model_file_round_trips(tmp_path, corpus):
     rnn = rc.init_rnn(vocab.K, 12, rng=np.random.default_rng(0))
     meta = {"m": 12, "eta": 0.1, "corpus": "shakespeare.txt"}
     path = tmp_path / "model.npz"
-    rc.save_model(path, rnn, vocab, meta)
-    back, vocab2, meta2 = rc.load_model(path)
+    files.save_model(path, rnn, vocab, meta)
+    back, vocab2, meta2 = files.load_model(path)
     assert vocab2 == vocab and meta2 == meta
     assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(rnn.arrays(), back.arrays()))
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]   # no temp file left behind
@@ -252,10 +254,10 @@ def test_model_file_round_trips(tmp_path, corpus):
 def test_truncated_model_file_gives_a_clear_error(tmp_path, corpus):
     _, vocab, _ = corpus
     path = tmp_path / "model.npz"
-    rc.save_model(path, rc.init_rnn(vocab.K, 4, rng=np.random.default_rng(0)), vocab)
+    files.save_model(path, rc.init_rnn(vocab.K, 4, rng=np.random.default_rng(0)), vocab)
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(rc.RNNError, match="not a readable model file"):
-        rc.load_model(path)
+        files.load_model(path)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -269,7 +271,7 @@ def test_bad_text_files_are_named(tmp_path, content, message):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(rc.RNNError, match=message):
-        rc.load_text(path)
+        textfiles.read_text(path)
 
 
 def test_unreadable_file_is_named(tmp_path, monkeypatch):
@@ -280,35 +282,45 @@ def test_unreadable_file_is_named(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(Path, "read_bytes", deny)
     with pytest.raises(rc.RNNError, match="cannot read .*Permission denied"):
-        rc.load_text(path)
+        textfiles.read_text(path)
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize("values, message", [
     ({"n_updates": 0}, "n_updates must be >= 1"),
     ({"seq_length": 0}, "seq_length must be >= 1"),
     ({"eta": 0}, "eta must be a number > 0"),
     ({"eta": -0.1}, "eta must be a number > 0"),
     ({"optimizer": "sgd"}, "unknown optimizer 'sgd'; choose one of: adagrad, rmsprop, adam"),
     ({"sample_every": 0}, "sample_every must be >= 1"),
-    ({"seq_length": 60}, "fewer than seq_length \\+ 1 = 61"),
 ])
-def test_bad_training_settings_are_named(kwargs, message):
-    rnn = rc.init_rnn(5, 4, rng=np.random.default_rng(0))
-    data = np.arange(50) % 5
-    args = {"n_updates": 10, "rng": np.random.default_rng(0), **kwargs}
+def test_bad_training_settings_are_named(values, message):
+    """Each value is checked once, by the parameter spec, before it reaches rnn_core."""
     with pytest.raises(rc.RNNError, match=message):
-        rc.train(rnn, data, **args)
+        params.check({"n_updates": 10, **values})
 
 
-@pytest.mark.parametrize("kwargs, message", [
+def test_a_text_shorter_than_a_chunk_is_named():
+    from workbook.training import check_reading
+    with pytest.raises(rc.RNNError, match="the text has 50 characters, fewer than seq_length \\+ 1 = 61"):
+        check_reading(50, 60, 1, "sequential")
+
+
+@pytest.mark.parametrize("values, message", [
     ({"m": 0}, "m must be >= 1"),
     ({"m": 2.5}, "m must be a whole number"),
     ({"init": "he"}, "unknown init 'he'"),
 ])
-def test_bad_init_settings_are_named(kwargs, message):
-    args = {"K": 5, "m": 4, **kwargs}
+def test_bad_init_settings_are_named(values, message):
     with pytest.raises(rc.RNNError, match=message):
-        rc.init_rnn(args.pop("K"), args.pop("m"), rng=np.random.default_rng(0), **args)
+        params.check(values)
+
+
+@pytest.mark.parametrize("init", params.BY_NAME["init"].kind.options)
+def test_every_init_the_spec_allows_has_its_standard_deviations(init):
+    rnn = rc.init_rnn(50, 200, rng=np.random.default_rng(0), init=init, sigma=0.1)
+    want = {"normal": (0.1, 0.1, 0.1), "xavier": (1 / math.sqrt(100), 1 / math.sqrt(400), 1 / math.sqrt(200))}[init]
+    assert np.allclose([rnn.U.std(), rnn.W.std(), rnn.V.std()], want, rtol=0.05)
+    assert not rnn.b.any() and not rnn.c.any()
 
 
 # ----------------------------------------------------------------------------- tweets
@@ -326,14 +338,14 @@ def test_tweet_loader_unescapes_drops_retweets_and_links_and_ends_each_tweet(tmp
                "retweet_count": 0, "in_reply_to_user_id_str": None, "favorite_count": 0, "is_retweet": False}]
     path = tmp_path / "condensed.json"
     path.write_text(json.dumps(tweets), encoding="utf-8")
-    text = rc.load_tweets(path)
-    assert text == "Jobs & growth > all!" + rc.EOT + "Great night \U0001F1FA\U0001F1F8 \u2764\ufe0f" + rc.EOT
-    kept = rc.load_tweets([path], keep_retweets=True, keep_links=True)
-    assert kept.split(rc.EOT)[:-1] == ["Jobs & growth > all! https://t.co/xyz", "RT @someone: not mine",
+    text = textfiles.load_tweets(path)
+    assert text == "Jobs & growth > all!" + textfiles.EOT + "Great night \U0001F1FA\U0001F1F8 \u2764\ufe0f" + textfiles.EOT
+    kept = textfiles.load_tweets([path], keep_retweets=True, keep_links=True)
+    assert kept.split(textfiles.EOT)[:-1] == ["Jobs & growth > all! https://t.co/xyz", "RT @someone: not mine",
                                        "Great night \U0001F1FA\U0001F1F8 \u2764\ufe0f", "https://t.co/only"]
     (tmp_path / "bad.json").write_text('{"text": "x"}')
     with pytest.raises(rc.RNNError, match="not a tweet archive"):
-        rc.load_tweets(tmp_path / "bad.json")
+        textfiles.load_tweets(tmp_path / "bad.json")
 
 
 def test_synthesis_stops_at_the_end_character():
@@ -361,7 +373,7 @@ def test_crlf_and_cr_line_endings_read_as_lf_give_the_same_run(tmp_path, corpus)
         paths[name] = tmp_path / f"{name}.txt"
         paths[name].write_bytes(text.replace("\n", newline).encode("utf-8"))
     lines = text.count("\n")
-    read = {name: rc.read_text(p) for name, p in paths.items()}
+    read = {name: textfiles.read_text(p) for name, p in paths.items()}   # and rnn_core's own reading:
     assert read["lf"] == (text, 0) and read["crlf"] == (text, lines) and read["cr"] == (text, lines)
     assert rc.Vocab(rc.load_text(paths["crlf"])).K == rc.Vocab(text).K and "\r" not in rc.load_text(paths["cr"])
     runs = []
@@ -408,20 +420,22 @@ def test_greedy_sampling_takes_the_likeliest_character_every_step(corpus):
 
 
 def test_whole_numbers_written_as_floats_are_taken():
-    assert rc._check_int("n_updates", 1e5) == 100000 and isinstance(rc._check_int("n_updates", 1e5), int)
+    checked = params.check({"n_updates": 1e5, "seed": 3.0, "check_m": 5.0})
+    assert checked["n_updates"] == 100000 and isinstance(checked["n_updates"], int)
+    assert type(checked["seed"]) is int and checked["check_m"] == [5]     # one value is a list of one
     with pytest.raises(rc.RNNError, match="n_updates must be a whole number >= 1, got 1.5"):
-        rc._check_int("n_updates", 1.5)
+        params.check({"n_updates": 1.5})
 
 
 def test_a_model_file_keeps_its_start_state_and_refuses_non_finite_weights(tmp_path, corpus):
     _, vocab, _ = corpus
     rnn = rc.init_rnn(vocab.K, 6, rng=np.random.default_rng(0))
     h = np.linspace(-0.5, 0.5, 6)
-    rc.save_model(tmp_path / "with.npz", rnn, vocab, {"a": 1}, start=(h, 7))
-    _, _, meta = rc.load_model(tmp_path / "with.npz")
+    files.save_model(tmp_path / "with.npz", rnn, vocab, {"a": 1}, start=(h, 7))
+    _, _, meta = files.load_model(tmp_path / "with.npz")
     assert meta["start_h"].tolist() == h.tolist() and meta["start_x"] == 7 and meta["a"] == 1
-    rc.save_model(tmp_path / "without.npz", rnn, vocab, {"a": 1})     # as files before the start state
-    assert "start_h" not in rc.load_model(tmp_path / "without.npz")[2]
+    files.save_model(tmp_path / "without.npz", rnn, vocab, {"a": 1})     # as files before the start state
+    assert "start_h" not in files.load_model(tmp_path / "without.npz")[2]
     for bad in (0x110000, 0xD800):                    # beyond Unicode, a lone surrogate
         with np.load(tmp_path / "with.npz") as z:
             members = {k: z[k] for k in z.files}
@@ -429,24 +443,21 @@ def test_a_model_file_keeps_its_start_state_and_refuses_non_finite_weights(tmp_p
         members["vocab"][-1] = bad
         np.savez(tmp_path / "codes.npz", **members)
         with pytest.raises(rc.RNNError, match="codes.npz: its vocabulary holds codes that are not distinct characters"):
-            rc.load_model(tmp_path / "codes.npz")
+            files.load_model(tmp_path / "codes.npz")
     rnn.W[1, 2] = np.nan
-    rc.save_model(tmp_path / "nan.npz", rnn, vocab)
+    files.save_model(tmp_path / "nan.npz", rnn, vocab)
     with pytest.raises(rc.RNNError, match="NaN or infinite weights"):
-        rc.load_model(tmp_path / "nan.npz")
+        files.load_model(tmp_path / "nan.npz")
 
 
 # ----------------------------------------------------------------------------- PyTorch's autograd (optional)
 
 def test_pytorch_autograd_agrees_with_the_complex_step_and_flags_a_wrong_gradient(corpus):
     pytest.importorskip("torch", reason="PyTorch is not installed (make torch installs it)")
-    import sys
-    sys.path.insert(0, str(ROOT / "notebooks"))
-    import workbook as wb
     _, vocab, data = corpus
     rnn = rc.init_rnn(vocab.K, 10, rng=np.random.default_rng(7), sigma=0.1)
     x, y, h0 = data[:25], data[1:26], np.zeros((10, 1))
-    auto = wb.torch_grads(rnn, x, y, h0)
+    auto = pytorch.torch_grads(rnn, x, y, h0)
     exact = rc.complex_step_grads(rnn, x, y, h0)
     _, grads, _ = rc.loss_and_grads(rnn, x, y, h0)
     for name in rc.RNN.NAMES:
@@ -457,13 +468,12 @@ def test_pytorch_autograd_agrees_with_the_complex_step_and_flags_a_wrong_gradien
 
 
 def test_check_torch_true_without_pytorch_says_how_to_install_it(monkeypatch):
-    import sys
-    sys.path.insert(0, str(ROOT / "notebooks"))
-    import workbook as wb
-    monkeypatch.setattr(wb, "torch_version", lambda: None)
+    monkeypatch.setattr(params, "torch_installed", lambda: False)
     with pytest.raises(rc.RNNError, match=r"^check_torch=True needs PyTorch, which is not installed; run make torch"):
-        wb.use_torch(True)
-    assert wb.use_torch("auto") is False and wb.use_torch(False) is False
+        params.check({"check_torch": True})
+    assert params.check({"check_torch": "auto"})["check_torch"] == "auto"
+    monkeypatch.setattr(pytorch, "torch_version", lambda: None)
+    assert pytorch.use_torch("auto") is False and pytorch.use_torch(False) is False
 
 
 def npy_header(shape) -> bytes:
@@ -481,7 +491,7 @@ def test_zip_bombs_and_lying_headers_are_refused_in_one_line_before_any_data_is_
     import zipfile
     _, vocab, _ = corpus
     good = tmp_path / "good.npz"
-    rc.save_model(good, rc.init_rnn(vocab.K, 8, rng=np.random.default_rng(0)), vocab)
+    files.save_model(good, rc.init_rnn(vocab.K, 8, rng=np.random.default_rng(0)), vocab)
     with np.load(good) as z:
         members = {k: z[k] for k in z.files if k != "W"}
     for name, shape, inflate in (("bomb", (16384, 16384), True), ("header", (10**6, 10**6), False)):
@@ -494,8 +504,8 @@ def test_zip_bombs_and_lying_headers_are_refused_in_one_line_before_any_data_is_
                     f.write(bytes(1 << 24))
         assert path.stat().st_size < 3_000_000
         script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-                  f"sys.path.insert(0, {str(ROOT)!r}); import rnn_core as rc\n"
-                  "try:\n    rc.load_model(sys.argv[1])\nexcept rc.RNNError as err:\n    print(err)\n")
+                  "import rnn_core as rc\nfrom workbook import files\n"
+                  "try:\n    files.load_model(sys.argv[1])\nexcept rc.RNNError as err:\n    print(err)\n")
         proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-500:]
@@ -514,7 +524,7 @@ def test_special_files_are_refused_at_once_without_being_read(tmp_path):
     for path, message in cases.items():
         t0 = time.perf_counter()
         with pytest.raises(rc.RNNError, match=re.escape(message)):
-            rc.load_text(path)
+            textfiles.read_text(path)
         assert time.perf_counter() - t0 < 1.0
 
 
@@ -522,4 +532,4 @@ def test_tweets_nested_too_deep_are_named_in_one_line(tmp_path):
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(rc.RNNError, match="nests its JSON too deep to read"):
-        rc.load_tweets(path)
+        textfiles.load_tweets(path)

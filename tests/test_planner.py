@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +14,9 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
+from workbook import files, params, runs
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "notebooks"))
-import planner  # noqa: E402
 
 TINY = "m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False"
 INJECTIONS = ["x'; touch {mark}; echo '", 'x"; touch {mark}; echo "', "$(shell touch {mark})", "`touch {mark}`",
@@ -128,13 +126,13 @@ def test_the_default_text_is_part_of_the_fingerprint(tmp_path):
     env = {**os.environ, "REPORTS": str(tmp_path), "REPORTS_OUTSIDE": "1"}
     for name in ("DATA", "P", "RUN"):
         env.pop(name, None)
-    run = planner.plan_run("classic", "1", env=env)
-    run.params = planner.resolve_params(run)
+    run = runs.plan_run("classic", "1", env=env)
+    run.params = runs.resolve_params(run)
     book = ROOT / "data" / "shakespeare.txt"
     assert run.params["data_path"] == str(book)
-    assert planner.data_digests(run.params) == [hashlib.sha256(book.read_bytes()).hexdigest()]
-    assert planner.fingerprint(run) == planner.fingerprint(run, planner.data_digests(run.params))
-    assert planner.fingerprint(run)["train"] != planner.fingerprint(run, ["0" * 64])["train"]
+    assert runs.data_digests(run.params) == [hashlib.sha256(book.read_bytes()).hexdigest()]
+    assert runs.fingerprint(run) == runs.fingerprint(run, runs.data_digests(run.params))
+    assert runs.fingerprint(run)["train"] != runs.fingerprint(run, ["0" * 64])["train"]
 
 
 def test_changed_data_trains_again(odd):
@@ -189,8 +187,7 @@ def papermill(step: str, run_dir: Path, **params):
 
 
 def tiny_params() -> dict:
-    import run_report
-    return {name: run_report.literal(value) for name, value in planner.p_pairs(TINY)}
+    return {name: params.literal(value) for name, value in runs.p_pairs(TINY)}
 
 
 def test_the_text_is_read_once_per_run(tmp_path):
@@ -270,19 +267,19 @@ def test_a_run_name_stays_one_folder_inside_reports(tmp_path, name):
 
 def test_odd_values_make_one_folder_name_inside_reports():
     env = {"P": "prime_text=../../x;y batch_size=2", "DATA": "a b/c'd$e.txt", "M": "8"}
-    name = planner.run_name("classic", "1", env)
+    name = runs.run_name("classic", "1", env)
     assert name == "classic-c_d_e-seed-1-m8-prime_text.._.._x_y-batch_size2"
-    assert "/" not in planner.run_name("classic", "1", {"P": "x=" + "/" * 300})
-    assert len(planner.run_name("classic", "1", {"P": "x=" + "a" * 300})) <= planner.MAX_NAME
+    assert "/" not in runs.run_name("classic", "1", {"P": "x=" + "/" * 300})
+    assert len(runs.run_name("classic", "1", {"P": "x=" + "a" * 300})) <= runs.MAX_NAME
 
 
 def test_clean_deletes_only_the_workbooks_folders(tmp_path):
     reports = tmp_path / "reports"
-    for name, files in {"classic-seed-1": ["plan.json"], "classic-seed-2.failed": ["02_train.ipynb"],
+    for name, names in {"classic-seed-1": ["plan.json"], "classic-seed-2.failed": ["02_train.ipynb"],
                         "batch-classic": ["05_compare.ipynb"], "photos": ["cat.jpg"]}.items():
         (reports / name).mkdir(parents=True)
-        for f in files:
-            (reports / name / f).write_text(json.dumps({"kind": planner.MARK + " run"}))
+        for f in names:
+            (reports / name / f).write_text(json.dumps({"kind": runs.MARK + " run"}))
     (reports / "notes.txt").write_text("mine")
     (reports / ".classic-seed-1.lock").write_text("")
     proc = make("clean", reports=reports)
@@ -361,15 +358,15 @@ def test_hangup_and_a_second_shorter_attempt_keep_the_longer_state(good):
     assert proc.returncode != 0
     assert [line for line in err.splitlines() if line.startswith("error:")] == \
         ["error: interrupted by SIGHUP (the terminal closed)"], err
-    first = rc.checkpoint_updates(reports / "g.failed" / "checkpoint.npz")
+    first = files.checkpoint_updates(reports / "g.failed" / "checkpoint.npz")
     assert first >= 1000 and tree(run) == before
 
     proc = start_long(reports)
     os.killpg(proc.pid, signal.SIGINT)              # as Ctrl-C in the terminal
     out, err = proc.communicate(timeout=120)
-    second = rc.checkpoint_updates(reports / "g.failed-latest" / "checkpoint.npz")
+    second = files.checkpoint_updates(reports / "g.failed-latest" / "checkpoint.npz")
     assert second < first
-    assert rc.checkpoint_updates(reports / "g.failed" / "checkpoint.npz") == first
+    assert files.checkpoint_updates(reports / "g.failed" / "checkpoint.npz") == first
     assert f"keeps an earlier attempt that got further (update {first:,}); RESUME=1 continues that one" in err
     assert tree(run) == before
 
@@ -390,8 +387,8 @@ def test_a_killed_planner_leaves_no_lock_and_its_attempt_is_kept(good, tmp_path)
     failing = make("report", "RUN=g", "M=0", reports=reports, check=False)
     assert "is being made" not in failing.stderr and "m must be >= 1" in failing.stderr
     assert not (reports / ".g.building").exists()
-    assert rc.checkpoint_updates(reports / "g.failed" / "checkpoint.npz") > 0 or \
-        rc.checkpoint_updates(reports / "g.failed-latest" / "checkpoint.npz") > 0
+    assert files.checkpoint_updates(reports / "g.failed" / "checkpoint.npz") > 0 or \
+        files.checkpoint_updates(reports / "g.failed-latest" / "checkpoint.npz") > 0
     assert not [p for p in reports.rglob("*.tmp")]
 
 
@@ -433,7 +430,7 @@ def test_a_full_disk_during_resume_keeps_every_checkpoint(small_disk, tmp_path):
     assert "Traceback" not in proc.stderr
     assert tree(run) == before                           # the only finished state, untouched
     for d in (small_disk / "d.failed", small_disk / "d.failed-latest"):
-        assert not (d / "checkpoint.npz").exists() or rc.checkpoint_updates(d / "checkpoint.npz") >= 3000
+        assert not (d / "checkpoint.npz").exists() or files.checkpoint_updates(d / "checkpoint.npz") >= 3000
     filler.unlink()
     make("report", "RUN=d", *args, "N_UPDATES=12000", "RESUME=1", reports=small_disk)
     make("report", "RUN=whole", *args, "N_UPDATES=12000", reports=tmp_path)

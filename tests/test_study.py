@@ -137,7 +137,7 @@ def test_a_run_whose_worker_dies_resumes_and_ends_as_if_never_stopped(dask_clust
                 reports=reports, start_new_session=True)
     wait_for(lambda: any(reports.glob(".*.building/checkpoint.npz")), 120, "the first checkpoint")
     planner = next(int(d.name) for d in Path("/proc").glob("[0-9]*")
-                   if _cmd(d).endswith("planner.py one") and str(reports).encode() in _environ(d))
+                   if _cmd(d).endswith("-m workbook one") and str(reports).encode() in _environ(d))
     worker = int((Path(f"/proc/{planner}/stat").read_text().rsplit(")", 1)[1].split())[1])
     os.kill(worker, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)

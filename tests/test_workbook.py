@@ -18,6 +18,7 @@ import papermill as pm
 import pytest
 
 import rnn_core as rc
+from workbook import compare, files, notebook, params, render, runs, show, textfiles
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
@@ -80,7 +81,7 @@ def test_train_notebook_artefacts_round_trip(tiny_run):
                                   (ROOT / "data" / "shakespeare.txt").read_bytes()).hexdigest()]}
     assert info["updates_per_second"] > 0 and info["wall_seconds"] > 0
     assert info["blas_threads"] == 1                # conftest runs the tests on one BLAS thread
-    best, vocab, meta = rc.load_model(tiny_run / "best_model.npz")
+    best, vocab, meta = files.load_model(tiny_run / "best_model.npz")
     assert best.m == 8 and vocab.K == 76 and meta["update"] == info["best_update"]
     assert meta["smooth_loss"] == pytest.approx(smooth.min())
     assert meta["start_h"].shape == (8,) and 0 <= meta["start_x"] < 76     # the state it carried then
@@ -99,7 +100,7 @@ def test_a_prime_text_is_read_before_the_passage(tiny_run, tmp_path):
                         parameters={"run_dir": str(run), "prime_text": PRIME, "passage_length": 300,
                                     "temperatures": [1.0], "top_ps": []},
                         cwd=str(NB), kernel_name="python3", progress_bar=False)
-    best, vocab, meta = rc.load_model(run / "best_model.npz")
+    best, vocab, meta = files.load_model(run / "best_model.npz")
     prime = vocab.encode(PRIME)
     h = rc.feed(best, meta["start_h"], prime[:-1])
     expected = vocab.decode(rc.synthesize(best, h, int(prime[-1]), 300, rng=np.random.default_rng([1, 4])))
@@ -173,14 +174,8 @@ def test_a_crlf_book_in_random_order_through_the_notebooks(tmp_path):
                    nbformat.read(tmp_path / "02_train.ipynb", as_version=4).cells for o in c.get("outputs", []))
     assert f"{text.count(chr(10)):,} line endings (CRLF or CR) read as LF" in said
     assert "from uniformly random positions, each from h = 0; mini-batches of 4 streams" in said
-    assert wb_read_validation(tmp_path / "run" / "validation.csv").tolist()[0][0] == 100
+    assert notebook.read_validation(tmp_path / "run" / "validation.csv").tolist()[0][0] == 100
     assert (tmp_path / "run" / "validation.pdf").exists()
-
-
-def wb_read_validation(path):
-    sys.path.insert(0, str(NB))
-    import workbook as wb
-    return wb.read_validation(path)
 
 
 def test_same_seed_same_artefacts(tiny_run, tmp_path):
@@ -245,17 +240,26 @@ def test_make_report_writes_a_pdf_with_every_section(quick_report):
     assert sampling.count("greedy") == 3                      # said what it is, a row, a text
 
 
-def test_the_code_appendix_says_truly_where_the_assignment_ends(quick_report):
-    """The appendix names the line where rnn_core.py leaves the assignment for what goes beyond it."""
+def test_the_code_appendix_prints_the_assignment_and_names_the_rest(quick_report):
+    """The appendix is rnn_core.py, whole; the package's modules the run used are named with their
+    line counts and what they do, not printed."""
     run, _ = quick_report
-    text = " ".join(pdf_text(run / "report.pdf").split())
-    found = re.search(r"Lines 1.(\d+) follow the assignment: .*? From line (\d+) on comes what goes beyond it", text)
-    assert found, "the appendix does not say where the assignment ends"
-    last, first = map(int, found.groups())
-    lines = (ROOT / "rnn_core.py").read_text(encoding="utf-8").splitlines()
-    assert first == last + 1
-    assert lines[first - 1].startswith("# ====") and lines[first].startswith("# Beyond the assignment")
-    assert "def train(" in "\n".join(lines[:last]) and "def _forward_backward_batch(" in "\n".join(lines[first:])
+    text = pdf_text(run / "report.pdf")
+    appendix = text.split("Appendix: the code")[1]
+    core = (ROOT / "rnn_core.py").read_text(encoding="utf-8").splitlines()
+    assert f"rnn_core.py ({len(core)} lines) is the assignment" in " ".join(appendix.split())
+    flat = squeeze(appendix)
+    for line in (core[0], core[len(core) // 2], core[-1]):   # first, middle and last lines, printed
+        code = line.split("  #")[0]                         # pdftotext sets a trailing comment apart
+        assert squeeze(code) in flat, line
+    modules = runs.modules_used(params.RUN_NOTEBOOKS)
+    assert {"workbook/training.py", "workbook/notebook.py", "workbook/params.py"} <= set(modules)
+    said = " ".join(appendix.split())
+    for m in modules:
+        lines = len((ROOT / m).read_text(encoding="utf-8").splitlines())
+        assert f"{m} {lines} " in said, m                 # named, with its line count, in the table
+    assert "class RunReader(" not in appendix and "def forward_backward_batch(" not in appendix   # not printed
+    assert "make report CODE=all prints them" in said
 
 
 def test_make_report_again_does_no_work(quick_report):
@@ -388,14 +392,12 @@ def test_corpus_npz_holds_the_text_as_read(tmp_path, capsys):
     """load_corpus against reading the file by hand; corpus.npz used while the file is the same,
     read again when it changes (unless pinned: then the run keeps its text and says so), and a
     damaged corpus.npz is read again, never trusted."""
-    sys.path.insert(0, str(NB))
-    import workbook as wb
     book = tmp_path / "book.txt"
     book.write_bytes("To be, or not\r\nto be: 🦉 that is\r\n".encode() * 300)
     run = tmp_path / "run"
     run.mkdir()
-    wb.forget_corpus()
-    corpus = wb.load_corpus(str(book), "text", 0.1, run_dir=run)
+    textfiles.forget_corpus()
+    corpus = textfiles.load_corpus(str(book), "text", 0.1, run_dir=run)
     text = book.read_bytes().decode().replace("\r\n", "\n")
     vocab = rc.Vocab(text)
     cut = len(text) - round(len(text) * 0.1)
@@ -405,8 +407,8 @@ def test_corpus_npz_holds_the_text_as_read(tmp_path, capsys):
     assert (run / "corpus.npz").is_file()
 
     def fresh(**kw):
-        wb.forget_corpus()                 # as a new kernel would
-        return wb.load_corpus(str(book), "text", 0.1, run_dir=run, **kw)
+        textfiles.forget_corpus()                 # as a new kernel would
+        return textfiles.load_corpus(str(book), "text", 0.1, run_dir=run, **kw)
 
     (run / "corpus.npz").chmod(0o644)
     again = fresh()
@@ -418,16 +420,16 @@ def test_corpus_npz_holds_the_text_as_read(tmp_path, capsys):
     with open(book, "ab") as f:           # changed: read again (not pinned)
         f.write(b"More.\n")
     assert fresh().text().endswith("that is\nMore.\n")
-    wb.save_corpus(fresh(), run, pin=True)   # as the planner writes it
+    textfiles.save_corpus(fresh(), run, pin=True)   # as the planner writes it
     with open(book, "ab") as f:
         f.write(b"And more.\n")
     capsys.readouterr()
     kept = fresh()
     assert kept.text().endswith("More.\n") and "changed after this run read it" in capsys.readouterr().err
     assert fresh(quiet=True).text().endswith("More.\n") and capsys.readouterr().err == ""
-    other = wb.load_corpus(str(book), "text", 0.2, run_dir=run)      # other settings: not this run's text
+    other = textfiles.load_corpus(str(book), "text", 0.2, run_dir=run)      # other settings: not this run's text
     assert other.text().endswith("And more.\n")
-    wb.forget_corpus()
+    textfiles.forget_corpus()
 
 
 def test_readme_lists_every_bad_input_case():
@@ -456,8 +458,8 @@ def test_source_notebooks_are_committed_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, step
 
 
-def test_parameter_cells_are_in_sync_with_their_one_list():
-    proc = subprocess.run([sys.executable, str(NB / "sync_parameters.py"), "--check"], capture_output=True, text=True)
+def test_parameter_cells_and_the_readme_table_are_in_sync_with_the_spec():
+    proc = subprocess.run([sys.executable, "-m", "workbook.cells", "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
 
@@ -509,12 +511,12 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
                             parameters={k: v for k, v in params.items() if k in names},
                             cwd=str(NB), kernel_name="python3", progress_bar=False)
     tweets = (tmp_path / "run" / "passage.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    assert len(tweets) == 12 and all(len(t) <= 140 and rc.EOT not in t for t in tweets)
+    assert len(tweets) == 12 and all(len(t) <= 140 and textfiles.EOT not in t for t in tweets)
     assert any(len(t) < 140 for t in tweets)          # most end at the end-of-tweet character
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    text = rc.load_tweets(archive)
+    text = textfiles.load_tweets(archive)
     assert info["corpus"]["characters"] == len(text) and info["params"]["corpus_format"] == "tweets"
-    assert text[:info["corpus"]["train_characters"]].endswith(rc.EOT)   # held out at a tweet's end
+    assert text[:info["corpus"]["train_characters"]].endswith(textfiles.EOT)   # held out at a tweet's end
     batched = [r for r in json.loads((tmp_path / "run" / "grad_check.json").read_text())["results"]
                if r["method"] == "complex step, batched pass"]  # the pass with resets, checked in 01
     assert len(batched) == 5 and max(r["max"] for r in batched) < 1e-10
@@ -559,22 +561,18 @@ def test_the_gradient_check_adds_pytorch_autograd_and_times_the_implementations(
 
 
 def test_characters_outside_the_pdf_font_are_shown_not_dropped():
-    sys.path.insert(0, str(NB))
-    import workbook as wb
-    safe, n = wb.for_pdf("win \U0001F600 café ¶")
+    safe, n = show.for_pdf("win \U0001F600 café ¶")
     assert safe == "win [U+1F600] café ¶" and n == 1
-    latex = wb.Text("so \U0001F600 good")._repr_mimebundle_()["text/latex"]
+    latex = show.Text("so \U0001F600 good")._repr_mimebundle_()["text/latex"]
     assert "[U+1F600]" in latex and "1 character outside the PDF font" in latex
-    note = wb.Text("a\x07b\x1b\U0001F600")._repr_mimebundle_()["text/latex"]
+    note = show.Text("a\x07b\x1b\U0001F600")._repr_mimebundle_()["text/latex"]
     assert "2 control characters (invisible) and 1 character outside the PDF font (emoji" in note
 
 
 def test_spreads_and_differences_keep_their_digits_in_the_comparison():
-    sys.path.insert(0, str(NB))
-    import workbook as wb
-    assert [wb.fmt_small(x) for x in (0.0123, 0.00034, 0.0, 2.5)] == ["0.012", "0.00034", "0", "2.500"]
+    assert [show.fmt_small(x) for x in (0.0123, 0.00034, 0.0, 2.5)] == ["0.012", "0.00034", "0", "2.500"]
     runs = [{"per_char": np.array([2.0 + d])} for d in (0.0001, 0.0003, 0.0002)]
-    text = wb.compare_summary({"a": runs, "b": [{"per_char": np.array([2.1])}, {"per_char": np.array([2.1003])}]})
+    text = compare.compare_summary({"a": runs, "b": [{"per_char": np.array([2.1])}, {"per_char": np.array([2.1003])}]})
     assert "standard deviation 0.00010, range 0.00020" in text and "0.000," not in text
 
 
@@ -582,13 +580,11 @@ def test_a_legend_below_the_axes_is_crossed_by_no_line():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    sys.path.insert(0, str(NB))
-    import workbook as wb
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     ax.plot([0, 1], [0, 1], label="a curve")
     ax.axvline(0.9, ls="--", label="epoch boundary")    # from the bottom of the axes to the top
     ax.set_xlabel("update")
-    wb.legend_below(ax)
+    show.legend_below(ax)
     fig.tight_layout()
     fig.canvas.draw()
     legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
@@ -715,14 +711,14 @@ def test_a_tornado_error_at_kernel_shutdown_stays_out_of_the_terminal(tmp_path):
         'atexit.register(lambda: logging.getLogger("tornado.general").error("ZMQ stream closed under a callback"))\n'
         'raise ValueError("the notebook failed")')]
     nbformat.write(nb, tmp_path / "t.ipynb")
-    script = ("import sys, papermill as pm\nsys.path.insert(0, sys.argv[1])\nimport workbook\n"
-              "args = workbook.KERNEL_ARGS if sys.argv[2] == 'ours' else ['--IPKernelApp.log_level=CRITICAL']\n"
+    script = ("import sys, papermill as pm\nfrom workbook.render import KERNEL_ARGS\n"
+              "args = KERNEL_ARGS if sys.argv[1] == 'ours' else ['--IPKernelApp.log_level=CRITICAL']\n"
               "try:\n    pm.execute_notebook('t.ipynb', 'o.ipynb', kernel_name='python3', progress_bar=False,\n"
               "                        log_output=False, extra_arguments=args)\n"
               "except pm.PapermillExecutionError:\n    print('error: the notebook failed', file=sys.stderr)\n")
     stderr = {}
     for kind in ("ours", "plain"):
-        proc = subprocess.run([sys.executable, "-c", script, str(NB), kind], cwd=tmp_path,
+        proc = subprocess.run([sys.executable, "-c", script, kind], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         stderr[kind] = proc.stderr
     assert "ZMQ stream closed" in stderr["plain"]          # the leak is real without the arguments
@@ -733,10 +729,8 @@ def test_an_author_with_latex_characters_is_printed_as_typed(tiny_run, tmp_path)
     """The name on the title page is text: LaTeX's special characters and commands appear as typed."""
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    sys.path.insert(0, str(NB))
-    import run_report
     author = "Smith & Jones_50% $5 #1 ~a ^b {c} O'Brien \\input{/etc/hostname}"
-    pdf = run_report.render(run, code=False, author=author)
+    pdf = render.render(run, code="", author=author)
     first_page = subprocess.run(["pdftotext", "-l", "1", "-enc", "UTF-8", str(pdf), "-"], capture_output=True,
                                 text=True, check=True).stdout
     assert author in " ".join(first_page.split())

@@ -4,7 +4,7 @@
 
 A study is runs: every point of the Cartesian product of GRID, for every seed, on PRESET,
 with the other variables as for make report. Each run is an ordinary run folder made by the
-planner (`planner.py one`), so a study reuses what make report made with the same settings,
+planner (`python -m workbook one`), so a study reuses what make report made with the same settings,
 and the other way round. The runs go to Dask distributed: by default a local cluster of
 JOBS worker processes, one thread and one BLAS thread each; SCHEDULER=tcp://host:8786 sends
 them to a running cluster whose workers see this project folder. Then 05_compare writes the
@@ -19,10 +19,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from workbook.runs import ROOT, PlanError, fingerprint, read_plan, resolve_params, say, trained
 
 
 @dataclass
@@ -45,7 +43,6 @@ class Point:
 
 def parse_grid(text: str) -> list:
     """GRID="name=v1,v2 name2=w1,w2" as [(name, [values])]; one line for anything else."""
-    from planner import PlanError
     axes = []
     for word in (text or "").split():
         name, eq, values = word.partition("=")
@@ -67,10 +64,10 @@ def points(presets: list, seeds: list, axes: list) -> list:
 
 
 # ----------------------------------------------------------------------------- one run, on a worker
-# A run's task is subprocess.run of `planner.py one` on the worker: a function every Python has,
-# so neither the scheduler nor the workers import anything of ours (they only need the project
-# folder, on a shared filesystem). The planner watches, in a study, for its worker's death and
-# for the study's stop file (planner.Watchdog).
+# A run's task is subprocess.run of `python -m workbook one` on the worker: a function every
+# Python has, so neither the scheduler nor the workers import anything of ours (they only need
+# the project folder, on a shared filesystem). The planner watches, in a study, for its worker's
+# death and for the study's stop file (planner.Watchdog).
 
 
 def task_result(proc) -> dict:
@@ -105,7 +102,6 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
     """Make the runs that are not up to date as Dask tasks, with one live progress line.
     Returns each run's result ({"code", "error"}), or None when interrupted (said here)."""
     import uuid
-    from planner import PlanError, fingerprint, read_plan, resolve_params, say, trained
     todo = []
     for i, run in enumerate(runs):
         try:
@@ -134,7 +130,7 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
             "DD2424_STUDY": "1", "DD2424_STOP_FILE": str(stop_file)}
     futures = {}
     for i in todo:
-        cmd = [python, str(HERE / "planner.py"), "one"]
+        cmd = [python, "-m", "workbook", "one"]
         futures[client.submit(subprocess.run, cmd, cwd=str(ROOT), env=pts[i].env(base), capture_output=True,
                               text=True, key=f"{runs[i].name}-{uuid.uuid4().hex[:8]}", pure=False)] = i
     done = failed = 0

@@ -1,0 +1,161 @@
+"""Comparing finished runs: what 05_compare reads of each run and says of them, and the command
+that runs 05_compare with papermill and renders comparison.pdf:
+
+    python -m workbook.compare --out reports/batch-classic reports/classic-seed-1 reports/classic-seed-2
+
+Runs that failed or never finished are listed as failed in the report, not skipped silently.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from workbook import render
+from workbook.notebook import need, read_history, read_json, read_validation
+from workbook.show import fmt_small
+
+
+def load_run(run_dir) -> dict:
+    """A finished run's numbers for comparison; RNNError if the run did not finish."""
+    d = Path(run_dir)
+    info = read_json(need(d, "run.json"))
+    need(d, "passage.txt")
+    h = read_history(need(d, "history.csv"))
+    p = info["params"]
+    per = p["seq_length"] if p["loss_reduction"] == "sum" else 1
+    val = read_validation(need(d, "validation.csv"))
+    return {**info, "name": d.name, "per_char": h["smooth_loss"] / per,
+            "best_per_char": info["best_smooth_loss"] / per,
+            "val_last": float(val[-1, 1]) if len(val) else None,
+            "passage": (d / "passage.txt").read_text(encoding="utf-8")}
+
+
+def failure_of(run_dir) -> str | None:
+    """The one-line error of a failed run, from the executed notebooks kept in <run>.failed."""
+    failed = Path(run_dir).with_name(Path(run_dir).name + ".failed")
+    if not failed.is_dir():
+        return None
+    for path in sorted(failed.glob("0*.ipynb")):
+        message = render.notebook_error(path)
+        if message is not None:
+            return f"{message} (in {path.name})"
+    return f"it stopped before finishing; see {failed}"
+
+
+NOT_COMPARED = {"seed"}
+
+
+def compare_settings(runs: list, varied=()) -> list:
+    """What differs between runs beyond the seed (and the study's `varied` parameters): corpus
+    across all, parameters within a preset."""
+    problems = []
+    corpora = {(r["corpus"]["name"], r["corpus"]["characters"], r["corpus"]["K"]) for r in runs}
+    if len(corpora) > 1:
+        problems.append("corpus: " + "; ".join(f"`{n}` ({c:,} characters, K = {k})" for n, c, k in sorted(corpora)))
+    by_preset = {}
+    for r in runs:
+        by_preset.setdefault(r["params"]["preset"], []).append(r)
+    for preset, rs in by_preset.items():
+        keys = sorted(set().union(*(r["params"] for r in rs)) - NOT_COMPARED - set(varied))
+        for k in keys:
+            values = {json.dumps(r["params"].get(k)) for r in rs}
+            if len(values) > 1:
+                problems.append(f"{preset}: `{k}` is " + ", ".join(
+                    f"{r['params'].get(k)} (seed {r['params']['seed']})" for r in rs))
+    updates = {r["updates"] for r in runs}
+    if len(updates) > 1 and "n_updates" not in varied:
+        problems.append("updates done: " + ", ".join(f"{r['updates']:,} ({r['name']})" for r in runs))
+    return problems
+
+
+def final_score(r: dict, metric: str) -> float:
+    """A run's final number: its held-out loss ("val") or its final smooth loss, per character."""
+    return r["val_last"] if metric == "val" else float(r["per_char"][-1])
+
+
+def compare_summary(groups: dict, metric: str = "smooth") -> str:
+    """Mean and spread of each group's final score (the smooth loss, or the held-out loss with
+    metric="val") and, for two or more groups, the winner and whether its lead exceeds the noise."""
+    what = "held-out loss" if metric == "val" else "final smooth loss"
+    stats = {}
+    for preset, rs in groups.items():
+        final = np.array([final_score(r, metric) for r in rs])
+        stats[preset] = (final.mean(), final.std(ddof=1) if len(final) > 1 else float("nan"), len(final),
+                         final.max() - final.min())
+    parts = [f"**{p}**: {what} {m:.3f} nats per character on average over {n} seed{'s' if n > 1 else ''}"
+             + (f" (standard deviation {fmt_small(s)}, range {fmt_small(rg)})" if n > 1 else "")
+             for p, (m, s, n, rg) in stats.items()]
+    text = "; ".join(parts) + "."
+    if len(stats) >= 2:
+        ranked = sorted(stats.items(), key=lambda kv: kv[1][0])
+        (win, (m1, *_)), (second, (m2, *_)) = ranked[0], ranked[1]
+        diff = m2 - m1
+        sds = [s for _, (_, s, _, _) in ranked if not math.isnan(s)]
+        noise = max(sds) if sds else float("nan")
+        verdict = ("larger than the spread between seeds" if not math.isnan(noise) and diff > 2 * noise else
+                   "within the noise between seeds" if not math.isnan(noise) else "with one seed each, so the noise is unknown")
+        text += (f" **{win}** ends lower than **{second}** by {fmt_small(diff)} nats per character "
+                 f"({fmt_small(diff / math.log(2))} bits), {verdict}"
+                 + (f" (largest seed standard deviation {fmt_small(noise)})." if not math.isnan(noise) else "."))
+    return text
+
+
+# ----------------------------------------------------------------------------- the command
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="folder for comparison.pdf, e.g. reports/batch-classic")
+    ap.add_argument("--title", default="")
+    ap.add_argument("--author", default=os.environ.get("AUTHOR", "DD2424 workbook"))
+    ap.add_argument("--labels", default="[]", help="JSON list: each run's group (grid point or preset)")
+    ap.add_argument("--grid", default="[]", help='JSON list of [parameter, [values]]: the study\'s axes')
+    ap.add_argument("--errors", default="{}", help="JSON object: run folder -> the error of a run refused "
+                                                   "before it made its folder")
+    ap.add_argument("runs", nargs="+", help="run folders")
+    args = ap.parse_args(argv)
+    os.environ.pop("MPLBACKEND", None)
+    import nbformat
+
+    out = Path(args.out).resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create {out}: {err.strerror}; choose another REPORTS folder", file=sys.stderr)
+        return 1
+    print(f"comparing {len(args.runs)} runs into {out}", flush=True)
+    try:
+        executed = render.execute("05_compare", out, {
+            "runs": [str(Path(r).resolve()) for r in args.runs], "labels": json.loads(args.labels),
+            "grid": json.loads(args.grid), "errors": {str(Path(r).resolve()): e for r, e in json.loads(args.errors).items()},
+            "out_dir": str(out)}, quiet=True)
+        nb = nbformat.read(executed, as_version=4)
+        nb.cells = [c for c in nb.cells
+                    if not set(c.metadata.get("tags", [])) & {"parameters", "injected-parameters"}]
+        presets = sorted({Path(r).name.split("-seed-")[0] for r in args.runs})
+        axes = [name for name, _ in json.loads(args.grid)]
+        what = " and ".join(axes) if axes else " vs ".join(presets)
+        nb.metadata.update({
+            "title": args.title or f"DD2424 Assignment 4: {what} over "
+                                   f"{len(args.runs)} run{'s' if len(args.runs) > 1 else ''}",
+            "authors": [{"name": args.author}],
+            "date": datetime.date.today().strftime("%-d %B %Y")})
+        pdf = render.to_pdf(nb, out, "comparison")
+    except render.StepFailed as err:
+        print(f"error: {err.text(out)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(f"comparison: {pdf}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

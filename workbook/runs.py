@@ -1,0 +1,362 @@
+"""What a run is: the make variables the user typed, the run's name and folder, its notebook
+parameters (the notebooks' defaults, the preset's, the user's), and its fingerprint (the
+parameters, the text and the code it runs), kept in the folder's plan.json. Shared by the
+planner (one run) and the study (many).
+
+Standard library only: `make help` and `make clean` use it before .venv exists.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbook import params
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+MARK = "dd2424-workbook"       # plan.json's "kind" starts with it: how clean knows our folders
+MAX_NAME = 180                 # longer run names are cut, and end in a hash of the whole
+TRUE = ("1", "yes", "true", "True")
+
+
+class PlanError(Exception):
+    """A problem the user can fix, said in one line."""
+
+
+# ----------------------------------------------------------------------------- the user's values
+
+@dataclass(frozen=True)
+class Variable:
+    """A make variable: the notebook parameter it sets (None: the planner's own), its default
+    as make would take it, and its help."""
+    name: str
+    param: str | None
+    default: str
+    help: str
+
+
+def make_default(p: params.Param) -> str:
+    """A parameter's default as make would take it: a path of the cells (relative to notebooks/)
+    relative to the project, where make runs."""
+    value = p.value
+    return value[3:] if isinstance(value, str) and value.startswith("../") else str(value)
+
+
+# the variables of notebook parameters come from the parameter spec, then the planner's own
+VARIABLES = [Variable(var, p.name, make_default(p), p.help) for var, p in params.make_variables()] + [
+    Variable("P", None, "", 'any other notebook parameters, e.g. P="batch_size=32 val_fraction=0"'),
+    Variable("RESUME", None, "", "RESUME=1 continues the run from its furthest checkpoint (up to N_UPDATES)"),
+    Variable("CODE", None, "", "CODE=1 keeps the code cells in the PDF; CODE=all also prints the package's modules"),
+    Variable("TORCH", None, "", "TORCH=1 installs PyTorch first (make torch): the autograd check and its speed"),
+    Variable("AUTHOR", None, "DD2424 workbook", "name on the title page"),
+    Variable("SEEDS", None, "1 2 3 4", "seeds of make batch / make compare / make study"),
+    Variable("PRESETS", None, "classic adam2025", "presets of make compare"),
+    Variable("JOBS", None, "2", "runs at a time in make study / batch / compare (local Dask workers)"),
+    Variable("REPORTS", None, "reports", "where run folders go (inside the project)"),
+    Variable("REPORTS_OUTSIDE", None, "", "REPORTS_OUTSIDE=1 allows a REPORTS folder outside the project"),
+    Variable("RUN", None, "", "run folder name (default: made from the parameters)"),
+    Variable("GRID", None, "",
+             'make study: parameter values to cross, e.g. GRID="chunk_order=sequential,shuffled batch_size=1,32"'),
+    Variable("LAB_ARGS", None, "", 'make lab: options for jupyter lab, e.g. LAB_ARGS="--port 8900 --no-browser"'),
+    Variable("SCHEDULER", None, "", "make study/batch/compare: a running Dask scheduler, e.g. tcp://host:8786 "
+                                    "(default: a local cluster of JOBS workers)"),
+]
+
+
+def given(name: str, env=None) -> str | None:
+    """The value of make variable `name` as the user typed it; None when not given (or empty,
+    which means "the default" for every variable but REPORTS)."""
+    value = (os.environ if env is None else env).get(name)
+    return value if value else None
+
+
+def value_of(name: str, env=None) -> str:
+    default = next(v.default for v in VARIABLES if v.name == name)
+    return given(name, env) or default
+
+
+def p_pairs(text: str | None) -> list:
+    """P="name=value name=value" as [(name, value)]; one line for what is not name=value."""
+    pairs = []
+    for word in (text or "").split():
+        name, eq, value = word.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise PlanError(f'P takes notebook parameters as name=value separated by spaces, got {word!r}; '
+                            f'e.g. P="batch_size=32 val_fraction=0"')
+        pairs.append((name, value))
+    return pairs
+
+
+def safe(text: str) -> str:
+    """A piece of a folder name: characters outside [A-Za-z0-9_.+-] become _."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)
+
+
+def reports_folder(env=None) -> Path:
+    """REPORTS, checked: never empty, never /, the home or the project itself, and inside the
+    project unless REPORTS_OUTSIDE=1."""
+    env = os.environ if env is None else env
+    raw = env.get("REPORTS")
+    if raw is None:
+        raw = "reports"
+    if not raw.strip():
+        raise PlanError("REPORTS is empty; give the folder for run folders (the default is reports)")
+    path = Path(raw).expanduser().resolve()
+    home = Path.home().resolve()
+    if path == Path(path.anchor) or path in (home, ROOT) or path in ROOT.parents:
+        raise PlanError(f"REPORTS={raw} would put run folders in {path} itself; give a folder of their own "
+                        f"(the default is reports)")
+    if not path.is_relative_to(ROOT) and given("REPORTS_OUTSIDE", env) not in TRUE:
+        raise PlanError(f"REPORTS={raw} is outside the project; set REPORTS_OUTSIDE=1 to use it anyway")
+    return path
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def say(*lines, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    if getattr(stream, "mid_line", False):
+        stream.write("\n")
+    for line in lines:
+        print(line, file=stream, flush=True)
+
+
+# ----------------------------------------------------------------------------- one run
+
+@dataclass
+class Run:
+    """One run as the user asked for it: its name, folder and notebook parameters."""
+    name: str
+    reports: Path
+    preset: str
+    seed: str
+    explicit: list            # [(notebook parameter, value as typed)] beside the preset
+    author: str = "DD2424 workbook"
+    code: str = ""            # "" (no code cells), "cells", "all" (cells and the package's modules printed)
+    pdf: bool = True
+    resume: bool = False
+    command: str = ""         # the make command that makes it again (for messages)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.reports / self.name
+
+    def sibling(self, suffix: str, hidden: bool = False) -> Path:
+        return self.reports / (f".{self.name}{suffix}" if hidden else f"{self.name}{suffix}")
+
+
+def corpus_part(env=None) -> str:
+    """-<corpus> for a DATA other than the default text: its file name without extension."""
+    data = given("DATA", env)
+    corpus = safe(Path(data).stem) if data else ""
+    return f"-{corpus}" if corpus and corpus != "shakespeare" else ""
+
+
+def values_part(env=None) -> str:
+    """-m50-eta0.05-... : the values given beside the preset and the seed."""
+    parts = [p.name_part + safe(given(var, env)) for var, p in params.make_variables()
+             if p.name_part is not None and given(var, env)]
+    if given("P", env):
+        parts.append(safe("-".join(given("P", env).split()).replace("=", "").replace("[", "")
+                          .replace("]", "").replace(",", "_")))
+    return "".join("-" + p for p in parts)
+
+
+def shorten(name: str) -> str:
+    if len(name) > MAX_NAME:
+        name = name[:MAX_NAME - 9] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name
+
+
+def run_name(preset: str, seed: str, env=None) -> str:
+    """The folder name made from the parameters, as <preset>[-<corpus>]-seed-<seed>[-<values>]."""
+    return shorten(f"{safe(preset)}{corpus_part(env)}-seed-{safe(seed)}{values_part(env)}")
+
+
+def check_run_name(name: str) -> str:
+    if (not name or "/" in name or "\0" in name or name.startswith(".") or name in ("..", ".")
+            or re.search(r"\.failed(-latest)?$", name) or len(name.encode()) > 200):
+        raise PlanError(f"RUN={name!r} is not a run folder name: give one name without / that does not start "
+                        f"with . or end in .failed, e.g. RUN=long")
+    return name
+
+
+def code_mode(env=None) -> str:
+    code = value_of("CODE", env)
+    return "all" if code == "all" else "cells" if code in TRUE else ""
+
+
+def make_command(verb: str, env=None, **extra) -> str:
+    """`make <verb> VAR=value ...` with the variables the user gave, quoted for a shell."""
+    env = os.environ if env is None else env
+    words = ["make", verb]
+    for v in VARIABLES:
+        value = extra.get(v.name, env.get(v.name))
+        if value and (v.name in extra or v.name != "RESUME"):     # RESUME only when asked for in extra
+            words.append(shlex.quote(f"{v.name}={value}"))
+    return " ".join(words)
+
+
+def plan_run(preset: str, seed: str, *, env=None, pdf: bool = True, name: str | None = None) -> Run:
+    env = os.environ if env is None else env
+    explicit = [(v.param, given(v.name, env)) for v in VARIABLES
+                if v.param not in (None, "seed", "preset") and given(v.name, env)]
+    explicit += p_pairs(given("P", env))
+    names = [n for n, _ in explicit]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise PlanError(f"{', '.join(twice)} given twice (a variable and P, or twice in P); give each once")
+    reports = reports_folder(env)
+    name = check_run_name(name or given("RUN", env) or run_name(preset, seed, env))
+    return Run(name=name, reports=reports, preset=preset, seed=seed, explicit=explicit,
+               author=value_of("AUTHOR", env), code=code_mode(env), pdf=pdf,
+               resume=value_of("RESUME", env) in TRUE,
+               command=make_command("report", env, PRESET=preset, SEED=seed, RESUME="1"))
+
+
+def resolve_params(run: Run) -> dict:
+    """The notebook parameters, checked and converted (params.check: 1e5 is 100000 from here
+    on): the notebooks' defaults, the preset's, then the explicit ones (as papermill's CLI reads
+    them), paths made absolute; `overrides` names the explicit values that differ from the
+    preset. run_dir and resume are the planner's to set. The checks that need the text are the
+    planner's check_run."""
+    from rnn_core import RNNError
+    try:
+        params.check_names([name for name, _ in run.explicit])
+        defaults, preset = params.defaults(), params.preset_values(run.preset)
+        for values in (defaults, preset):                # their data_path is written relative to notebooks/
+            if isinstance(values.get("data_path"), str):
+                values["data_path"] = str((NOTEBOOKS / values["data_path"]).resolve())
+        values = {**defaults, **preset, "seed": params.literal(run.seed),
+                  **{name: params.literal(value) for name, value in run.explicit}}
+        values["overrides"] = sorted({name for name, _ in run.explicit} & set(preset) - params.RECIPE_ONLY)
+        data = values.get("data_path")
+        values["data_path"] = [absolute(p) for p in data] if isinstance(data, list) else absolute(data)
+        for name in ("run_dir", "resume"):
+            values.pop(name, None)
+        return params.check(values)
+    except RNNError as err:        # a value, a name or a preset that is wrong
+        raise PlanError(str(err)) from None
+
+
+def absolute(path):
+    """A data path as the notebooks (which run in notebooks/) must see it: absolute, its links
+    kept, so that a dangling one is named as the user gave it."""
+    return os.path.abspath(os.path.expanduser(path)) if isinstance(path, str) else path
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+def hash_file(h, path: Path) -> None:
+    """Feed a file's bytes into h; a path that is not a regular file feeds only what it is (a
+    FIFO is never opened: the run names the problem)."""
+    try:
+        if not path.is_file():
+            h.update(f"not a file: {path}".encode())
+            return
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as err:
+        h.update(f"unreadable: {err}".encode())
+
+
+def data_paths(values: dict) -> list:
+    data = values.get("data_path")
+    return data if isinstance(data, list) else [data] if data else []
+
+
+def data_digests(values: dict) -> list:
+    """The sha256 of each text file's bytes."""
+    digests = []
+    for path in data_paths(values):
+        h = hashlib.sha256()
+        hash_file(h, Path(path))
+        digests.append(h.hexdigest())
+    return digests
+
+
+def modules_used(notebooks) -> list:
+    """The package's modules that the notebooks import, directly or through each other: read
+    from the code's import statements, so that the list follows the code. Paths relative to the
+    project (workbook/x.py), sorted."""
+    todo = ["".join(c["source"]) for nb in notebooks
+            for c in json.loads((NOTEBOOKS / f"{nb}.ipynb").read_text(encoding="utf-8"))["cells"]
+            if c["cell_type"] == "code"]
+    seen = set()
+    while todo:
+        for node in ast.walk(ast.parse(todo.pop())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                path = ROOT / (name.replace(".", "/") + ".py")
+                if name.startswith("workbook.") and name not in seen and path.is_file():
+                    seen.add(name)
+                    todo.append(path.read_text(encoding="utf-8"))
+    return sorted(f"{name.replace('.', '/')}.py" for name in seen)
+
+
+def code_files() -> list:
+    """What a run's results depend on as code: rnn_core.py, the run's notebooks and the modules
+    they use."""
+    return (["rnn_core.py"] + [f"notebooks/{nb}.ipynb" for nb in params.RUN_NOTEBOOKS]
+            + modules_used(params.RUN_NOTEBOOKS))
+
+
+RENDER_FILES = ["workbook/render.py", "workbook/pdf/workbook.tex.j2"]   # what only the PDF depends on
+
+
+def fingerprint(run: Run, digests: list | None = None) -> dict:
+    """{"train": hash of the parameters, the text and the code; "render": that and what only
+    the PDF depends on}: equal hashes mean nothing to redo. digests: the text's, when the run
+    has read it (the text it trained on); else the files are read for them."""
+    import importlib.util
+    values = {k: v for k, v in run.params.items() if k not in ("resume", "run_dir")}
+    h = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
+    for digest in (data_digests(run.params) if digests is None else digests):
+        h.update(digest.encode())
+    for name in code_files():
+        hash_file(h, ROOT / name)
+    h.update(f"torch={importlib.util.find_spec('torch') is not None}".encode())
+    train = h.hexdigest()[:16]
+    r = hashlib.sha256(train.encode())
+    r.update(json.dumps({"author": run.author, "code": run.code}).encode())
+    for name in RENDER_FILES:
+        hash_file(r, ROOT / name)
+    return {"train": train, "render": r.hexdigest()[:16]}
+
+
+def trained(plan: dict, fp: dict) -> bool:
+    """Whether a run folder's plan.json says it is complete, with this fingerprint's results."""
+    return plan.get("status") == "complete" and plan.get("train") == fp["train"]
+
+
+def read_plan(folder: Path) -> dict:
+    try:
+        plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+        return plan if isinstance(plan, dict) and str(plan.get("kind", "")).startswith(MARK) else {}
+    except (OSError, ValueError, RecursionError):
+        return {}
+
+
+def write_plan(folder: Path, plan: dict) -> None:
+    tmp = folder / ".plan.json.tmp"
+    tmp.write_text(json.dumps(plan, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, folder / "plan.json")
