@@ -56,8 +56,8 @@ class Vocab:
 
     def encode(self, text: str) -> np.ndarray:
         """The indices of the characters of text, shape (len(text),)."""
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        ix = self.index[np.minimum(codes, len(self.index) - 1)]
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # each character's code point
+        ix = self.index[np.minimum(codes, len(self.index) - 1)]           # looked up in the table at once
         unknown = (codes >= len(self.index)) | (ix < 0)
         if unknown.any():
             bad = sorted({text[i] for i in np.flatnonzero(unknown)[:1000]})

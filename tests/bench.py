@@ -8,7 +8,7 @@ that batch 1 and batch 32 reach in the same wall time; and the time of one held-
 110,000 characters (the 1 s target) beside the textbook's single forward reading.
 With TORCH_PYTHON set to an interpreter that has PyTorch (`make bench-torch`), PyTorch's
 nn.RNN runs the same mini-batch task in the same session, for a ratio free of the machine's
-mood: its speed here has been seen to change by 2x within an hour.
+speed, which drifts.
 """
 import json
 import os
@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+import rnn_core as rc
+from workbook import training
+from workbook import textbook as tb
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-import rnn_core as rc  # noqa: E402
-import textbook_rnn as tb  # noqa: E402
 
 TARGETS = {"train": 4.0, "synthesize": 3.5}
 EVAL_TARGET = 1.0        # seconds per held-out score of the 109,171 held-out characters (about 110k), m=100
-BATCH_TARGET = 200_000   # chars/s at B=32; PyTorch nn.RNN (CPU, float32, 1 thread) did ~194,000 here
+BATCH_TARGET = 200_000   # chars/s at B=32
 BLAS = ThreadpoolController()
 
 
@@ -106,8 +107,8 @@ def main():
         for B, dtype, threads in configs:
             n = 3000 if B == 1 else 300
             with BLAS.limit(limits=threads, user_api="blas"):
-                rate = best_rate(lambda: rc.train(rnn.copy(), data, n_updates=n, rng=np.random.default_rng(0),
-                                                  batch_size=B, sample_length=0, dtype=dtype), n, repeats=1)
+                rate = best_rate(lambda: training.train(rnn.copy(), data, n_updates=n, rng=np.random.default_rng(0),
+                                                        batch_size=B, sample_length=0, dtype=dtype), n, repeats=1)
             rates[B, dtype, threads] = max(rates[B, dtype, threads], rate)
         for ref in torch_rates(32, T, m, sorted({1, cores})):
             key = (ref["torch"], ref["threads"])
@@ -137,11 +138,11 @@ def main():
     trained = rnn.copy()
     hist = rc.train(trained, train_part, n_updates=2000, rng=np.random.default_rng(0), sample_length=0)
     with BLAS.limit(limits=1, user_api="blas"):
-        fast = best_rate(lambda: rc.evaluate(trained, held_out, h0=hist.last_h, context=train_part), 1)
+        fast = best_rate(lambda: training.evaluate(trained, held_out, h0=hist.last_h, context=train_part), 1)
         h = rc.feed(trained, hist.last_h, train_part[-1000:])
         slow = best_rate(lambda: tb.stream_loss(as_dict(trained), held_out[:-1], held_out[1:], h), 1, repeats=1)
     verdict = "ok" if 1 / fast <= EVAL_TARGET else "BELOW TARGET"
-    print(f"\nheld-out score of {len(held_out):,} characters, m={m} (continued, {rc.VAL_STREAMS} pieces): "
+    print(f"\nheld-out score of {len(held_out):,} characters, m={m} (continued, {training.VAL_STREAMS} pieces): "
           f"{1 / fast:.2f} s; the textbook's one reading {1 / slow:.2f} s ({slow and fast / slow:.0f}x); "
           f"target <= {EVAL_TARGET:.0f} s: {verdict}")
 
@@ -157,12 +158,12 @@ def main():
             if time.perf_counter() - t0 > budget:
                 os.kill(os.getpid(), signal.SIGINT)
         with BLAS.limit(limits=threads, user_api="blas"):
-            hist = rc.train(model, train_part, n_updates=10**7, rng=np.random.default_rng(0), batch_size=B,
-                            sample_length=0, dtype=dtype, progress=stop_when_due)
+            hist = training.train(model, train_part, n_updates=10**7, rng=np.random.default_rng(0), batch_size=B,
+                                  sample_length=0, dtype=dtype, progress=stop_when_due)
         seconds = time.perf_counter() - t0
         print(f"{B:4}  {dtype:8} {threads} BLAS thread(s): {hist.updates:7,} updates, "
               f"{hist.updates * B * T / 1e6:4.1f}M characters in {seconds:4.1f} s: "
-              f"{rc.evaluate(model, held_out, h0=hist.last_h, context=train_part):.3f} nats/char held out "
+              f"{training.evaluate(model, held_out, h0=hist.last_h, context=train_part):.3f} nats/char held out "
               f"(read on from training, as the report does)")
 
 
@@ -182,7 +183,7 @@ def study_speedup(n_runs: int = 8) -> None:
                "N_UPDATES": "5000", "P": P}
         env.pop("MAKEFLAGS", None)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(ROOT / "notebooks" / "planner.py"), "batch"], env=env, cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-m", "workbook", "batch"], env=env, cwd=ROOT,
                               capture_output=True, text=True)
         times[jobs] = time.perf_counter() - t0
         if proc.returncode:
@@ -196,7 +197,7 @@ def study_speedup(n_runs: int = 8) -> None:
         shutil.rmtree(reports, ignore_errors=True)
     speedup = times[1] / times[2]
     # the reference, in the same session: two processes of pure numpy training, one after the other and side by side
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy as np, rnn_core as rc; "
+    code = ("import sys; import numpy as np, rnn_core as rc; "
             "t = rc.load_text(sys.argv[1] + '/data/shakespeare.txt'); v = rc.Vocab(t); d = v.encode(t); "
             "rc.train(rc.init_rnn(v.K, 100, rng=np.random.default_rng(0)), d, n_updates=8000, "
             "rng=np.random.default_rng(0), sample_length=0)")

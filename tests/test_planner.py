@@ -466,11 +466,8 @@ def peak_rss(proc) -> int:
 
 def test_a_large_text_needs_a_small_multiple_of_its_size_in_memory(tmp_path):
     """20 MB of text through the whole report (speed section included): no process holds more
-    than 400 MB (a kernel with numpy and matplotlib, or nbconvert) and 4 times the text.
-    Measured here at 200 MB: 707 MB for the largest process (the gradient check's kernel: about
-    450 MB of checks and PyTorch whatever the text, and the text's codes), 477 MB for the planner
-    while it reads the text, 814 MB for all processes together; 954 MB and 1,047 MB when each
-    notebook read the text itself; 6.6 GB before the text was kept at one byte a character."""
+    than 400 MB (a kernel with numpy and matplotlib, or nbconvert) and 4 times the text, which
+    is kept at one byte a character and read once, by the planner."""
     text = rc.load_text(ROOT / "data" / "shakespeare.txt")
     book = tmp_path / "big.txt"
     size = 20_000_000

@@ -525,8 +525,8 @@ def test_evaluate_with_resets_equals_the_textbook_loss(corpus):
 # ----------------------------------------------------------------------------- the state object
 
 def test_a_checkpoint_of_another_format_is_refused_in_one_line(corpus, tmp_path):
-    """Checkpoints written before the training state was one object (format 1, whose config had no
-    format number) and any other format are refused in one line, not upgraded."""
+    """A checkpoint of another format (the first had no number in its config) is refused in one
+    line, not upgraded."""
     _, vocab, data = corpus
     path = tmp_path / "ck.npz"
     run(vocab, data, 120, path)

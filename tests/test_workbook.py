@@ -734,3 +734,16 @@ def test_an_author_with_latex_characters_is_printed_as_typed(tiny_run, tmp_path)
     first_page = subprocess.run(["pdftotext", "-l", "1", "-enc", "UTF-8", str(pdf), "-"], capture_output=True,
                                 text=True, check=True).stdout
     assert author in " ".join(first_page.split())
+
+
+def test_code_all_prints_the_packages_modules_after_the_assignment(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    text = pdf_text(render.render(run, code="all", author="A"))
+    appendix = text.split("Appendix: the code")[1]
+    assert "def train(" in appendix                                  # rnn_core.py, then
+    for module, line in (("workbook/training.py", "class RunReader("), ("workbook/batched.py",
+                                                                          "def forward_backward_batch(")):
+        assert module in appendix and line in appendix.split(module)[-1], module
+    assert appendix.index("def train(") < appendix.index("class RunReader(")
+    assert "import numpy as np" in text.split("Appendix: the code")[0]   # and the code cells

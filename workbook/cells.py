@@ -28,12 +28,11 @@ def cell_source(notebook: str) -> str:
 
 def readme_table() -> str:
     """The run parameters as a Markdown table: name, default, what it may be, make variable, notebooks."""
-    short = {params.GRADIENT_CHECK: "01", params.TRAIN: "02", params.LOSS_PLOT: "03", params.SYNTHESIS: "04",
-             params.START: "all"}
+    short = {params.GRADIENT_CHECK: "01", params.TRAIN: "02", params.LOSS_PLOT: "03", params.SYNTHESIS: "04"}
     rows = ["| parameter | default | what | values | make | used in |", "|:--|:--|:--|:--|:--|:--|"]
     for p in params.of_notebook(params.TRAIN):
         rows.append(f"| `{p.name}` | `{p.default}` | {p.help.replace('|', '/')} | {str(p.kind).replace('|', 'or')} | "
-                    f"{p.make} | {', '.join(short[n] for n in p.used_by)} |")
+                    f"{p.make} | {'all' if params.START in p.used_by else ', '.join(short[n] for n in p.used_by)} |")
     return "\n".join(rows)
 
 
