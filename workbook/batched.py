@@ -1,7 +1,7 @@
-"""The batched forward and backward pass: B streams of T characters side by side (mini-batches,
-shuffled or random chunks), the hidden state restarting where a tweet starts, in float64 or
-float32. rnn_core's pass, for one stream, is the assignment's; this one is checked against it
-and against the complex step (01_gradient_check, tests/test_training.py).
+"""The batched forward and backward pass (mini-batches, shuffled and random chunks, tweets,
+float32): B streams of T characters side by side, the hidden state restarting where a tweet
+starts, in float64 or float32. rnn_core's pass, for one stream, is the assignment's; this one is
+checked against it and against the complex step (01_gradient_check, tests/test_training.py).
 """
 from __future__ import annotations
 

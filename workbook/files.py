@@ -1,6 +1,6 @@
-"""Files the workbook writes and reads back: every write atomic, model and checkpoint files as
-.npz read without pickle, and every file read checked before its data is trusted (sizes that
-the file cannot hold, shapes, types, non-finite numbers), each problem in one line.
+"""Model and checkpoint files, written atomically and read without pickle: .npz files, each
+checked before its data is trusted (sizes that the file cannot hold, shapes, types, non-finite
+numbers), each problem in one line.
 """
 from __future__ import annotations
 

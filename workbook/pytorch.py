@@ -1,6 +1,6 @@
-"""PyTorch beside rnn_core, when the optional extra is installed (make torch): the gradients by
-its automatic differentiation (the 2025-2026 course's check), and one training update for the
-speed section. PyTorch is imported only inside these functions.
+"""PyTorch beside rnn_core, when installed (the autograd check, the speed section): the gradients
+by its automatic differentiation (the 2025-2026 course's check), and one training update for the
+speed section. PyTorch is the optional extra (make torch), imported only inside these functions.
 """
 from __future__ import annotations
 

@@ -81,11 +81,12 @@ def execute(step: str, run_dir: Path, values: dict, quiet: bool) -> Path:
     return out
 
 
-def first_line(path: Path) -> str:
-    """The first line of a module's docstring: what it does."""
+def what_it_does(path: Path) -> str:
+    """What a module does: the first clause of its docstring (up to its first colon or full stop)."""
     import ast
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    return doc.split("\n\n")[0].replace("\n", " ")
+    import re
+    doc = " ".join((ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").split())
+    return re.split(r":\s|\.(?:\s|$)", doc, maxsplit=1)[0]
 
 
 def appendix(code: str) -> list:
@@ -107,12 +108,14 @@ def appendix(code: str) -> list:
         "forward and backward pass of one chunk, the gradient checks, the optimisers, sampling and the training "
         "loop. Every notebook imports it; it is printed here in full.\n\n" + verbatim(core),
         metadata={"raw_mimetype": "text/latex"})]
-    table = "\n".join(f"| `{m.relative_to(ROOT)}` | {lines(m)} | {first_line(m).replace('|', '/')} |" for m in modules)
+    table = "\n".join(f"| `{m.relative_to(ROOT)}` | {lines(m)} | {what_it_does(m).replace('|', '/')} |" for m in modules)
     cells.append(nbformat.v4.new_markdown_cell(
         "What goes beyond the assignment is in the package `workbook/`, which builds on `rnn_core.py` "
         "and is never imported by it. The run used these modules of it"
         + (", printed after the table" if code == "all" else " (`make report CODE=all` prints them)") + ":\n\n"
-        "| module | lines | what it does |\n|:--|--:|:--|\n" + table))
+        # the dashes set the columns' widths (pandoc, for tables wider than a line)
+        "| module | lines | what it does |\n|:------------------|------:|:------------------------------------------------|\n"
+        + table))
     if code == "all":
         cells += [nbformat.v4.new_raw_cell(f"\\subsection*{{{m.relative_to(ROOT).as_posix().replace('_', chr(92) + '_')}}}\n"
                                            + verbatim(m), metadata={"raw_mimetype": "text/latex"}) for m in modules]

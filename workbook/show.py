@@ -1,5 +1,4 @@
-"""Showing text, numbers, tables and plots so that they read well both in Jupyter and in the
-PDF report: sampled text as it is (long lines broken, nothing read as markup), characters the
+"""Showing sampled text, numbers, tables and plots in Jupyter and in the PDF alike: sampled text as it is (long lines broken, nothing read as markup), characters the
 PDF font lacks written out, numbers with the digits that matter.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The RNN exactly as the assignment text describes it: one-hot vectors, matrix products and
-per-step loops, one parameter at a time. Written independently of rnn_core, it serves the tests
-as a second implementation to compare against, and the report's speed section and `make bench`
-as the baseline to beat.
+"""The RNN exactly as the assignment text describes it (the tests' second implementation, the
+speed section's baseline): one-hot vectors, matrix products and per-step loops, one parameter
+at a time. Written independently of rnn_core, it serves the tests as a second implementation
+to compare against, and the report's speed section and `make bench` as the baseline to beat.
 """
 import numpy as np
 

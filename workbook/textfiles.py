@@ -1,6 +1,6 @@
-"""Reading a text as the workbook does: the file checked before it is opened, decoding with
-line and column of a bad byte, tweet archives, and the run's text (Corpus), read once per
-run and kept in the run folder as corpus.npz for every notebook.
+"""Reading texts (file checks, decoding, tweet archives, the run's text as corpus.npz): the file
+checked before it is opened, decoding with line and column of a bad byte, tweet archives, and
+the run's text (Corpus), read once per run and kept in the run folder for every notebook.
 """
 from __future__ import annotations
 

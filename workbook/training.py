@@ -1,7 +1,8 @@
-"""Training beyond the assignment's loop, through rnn_core.train's collaborators: B streams side
-by side, shuffled chunks or random positions, tweets' resets, float32 (RunReader); held-out
-scores, the best model by them, checkpoints that resume bit for bit, and Ctrl-C (RunWatch);
-the state they add (RunState). train() here takes every setting and calls rnn_core.train.
+"""Training beyond the assignment's loop (mini-batches, shuffled and random chunks, validation,
+checkpoints and resume, Ctrl-C), through rnn_core.train's collaborators: B streams side by side,
+shuffled chunks or random positions, tweets' resets, float32 (RunReader); held-out scores, the
+best model by them, checkpoints that resume bit for bit, and Ctrl-C (RunWatch); the state they
+add (RunState). train() here takes every setting and calls rnn_core.train.
 """
 from __future__ import annotations
 
