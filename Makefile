@@ -14,7 +14,7 @@ unexport MPLBACKEND                # Agg would remove every plot from the execut
 # with ', ", $, ;, spaces or é is only data. The planner names the run, decides what is up to date,
 # builds it beside the old one and keeps what fails (see its docstring).
 VARIABLES := PRESET DATA SEED M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SAMPLE_EVERY P RESUME \
-  CODE TORCH AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN GRID LAB_ARGS SCHEDULER
+  CODE TORCH AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN MAX_RUNS GRID LAB_ARGS SCHEDULER
 $(foreach v,$(VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 PLANNER = -m workbook
 
@@ -52,17 +52,18 @@ report: setup $(if $(filter 1 yes true,$(value TORCH)),torch) ## train, check, p
 # make study / batch / compare: runs as Dask tasks (workbook/study.py), JOBS local workers with
 # one BLAS thread each, or SCHEDULER's cluster; a failed run stops none of the others and is
 # listed in the report; a run that is up to date is not submitted.
-study: setup ## GRID x SEEDS on PRESET, e.g. GRID="batch_size=1,32": reports/study-<preset>-<names>/comparison.pdf
+study: setup ## GRID x SEEDS on PRESET, e.g. GRID="batch_size=1,32": reports/study-<preset>-...-seeds<seeds>/comparison.pdf
 	@$(PY) $(PLANNER) study
 
-batch: setup ## train one run per seed in SEEDS (JOBS at a time), then reports/batch-<preset>/comparison.pdf
+batch: setup ## train one run per seed in SEEDS (JOBS at a time), then reports/batch-<preset>-...-seeds<seeds>/comparison.pdf
 	@$(PY) $(PLANNER) batch
 
-compare: setup ## the same for every preset in PRESETS: reports/compare-<presets>/comparison.pdf
+compare: setup ## the same for every preset in PRESETS: reports/compare-<presets>-...-seeds<seeds>/comparison.pdf
 	@$(PY) $(PLANNER) compare
 
+# three test files at a time on two cores: most of a test's time is spent waiting on kernels and LaTeX
 test: setup ## run every test (engine, notebooks, the PDF, bad input)
-	$(PY) -m pytest tests -q -rs -n 2 --dist loadfile
+	$(PY) -m pytest tests -q -rs -n 3 --dist loadfile
 
 bench: $(VENV)/.installed ## speed of rnn_core beside the textbook version, and of mini-batches
 	$(PY) tests/bench.py

@@ -31,14 +31,15 @@ def dask_cluster(tmp_path_factory):
     """`dask scheduler` and two `dask worker` processes, one thread each."""
     port = free_port()
     logs = tmp_path_factory.mktemp("dask")
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "DASK_TEMPORARY_DIRECTORY": str(logs)}   # Dask's files there
     procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0"], env=env, stdout=open(logs / "s.out", "w"),
                               stderr=subprocess.STDOUT, start_new_session=True)]
     address = f"tcp://127.0.0.1:{port}"
     for i in range(2):
         procs.append(subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                       "--dashboard-address", ":0", "--name", f"w{i}"], env=env,
+                                       "--dashboard-address", ":0", "--name", f"w{i}",
+                                       "--local-directory", str(logs / f"w{i}")], env=env,
                                       stdout=open(logs / f"w{i}.out", "w"), stderr=subprocess.STDOUT,
                                       start_new_session=True))
     from distributed import Client
@@ -76,12 +77,13 @@ def artefacts(run: Path) -> dict:
 def test_a_study_runs_every_grid_point_and_seed_and_reports_them(study):
     reports, proc = study
     assert proc.returncode == 0, proc.stderr
-    assert "study: 8 runs, 0 up to date, 8 to make on tcp://127.0.0.1:" in proc.stdout
+    assert "study: 8 runs, 0 up to date, 4 refused, 4 to make on tcp://127.0.0.1:" in proc.stdout
     good, bad = runs_of(reports), runs_of(reports, ok=False)
     assert len(good) == 4 and not bad                      # batch_size 0 fails its runs only, refused
     assert not any(d.name.endswith(".building") for d in reports.iterdir())    # before they made anything
     assert proc.stdout.count("failed: ") == 4 and "batch_size must be >= 1, got 0" in proc.stdout
-    pdf = next(reports.glob("study-classic-chunk_order-batch_size*/comparison.pdf"))
+    pdf = next(reports.glob("study-classic-*-chunk_ordersequential_shuffled-batch_size2_0-seeds1_2/comparison.pdf"))
+    assert re.search(r"study: \d+ done, [12] running", proc.stdout), proc.stdout   # what runs, as it runs
     text = " ".join(pdf_text_of(pdf).split())
     for point in ("chunk_order = sequential, batch_size = 2", "chunk_order = shuffled, batch_size = 2"):
         assert point in text, point
@@ -115,6 +117,14 @@ def test_the_comparison_notebook_runs_by_hand_given_only_its_runs(study, tmp_pat
                         cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
     text = (tmp_path / "05_compare.ipynb").read_text()
     assert "4 runs finished" in text and "failed" not in text.split("runs finished")[1].split("\n")[0]
+
+
+def test_two_studies_on_other_values_write_two_comparisons(study, dask_cluster):
+    reports, _ = study
+    make("study", "GRID=chunk_order=sequential", "SEEDS=1 2", "N_UPDATES=200", f"P={TINY} batch_size=2",
+         f"SCHEDULER={dask_cluster}", reports=reports)
+    comparisons = sorted(reports.glob("study-*/comparison.pdf"))
+    assert len(comparisons) == 2 and len({p.parent for p in comparisons}) == 2
 
 
 def test_a_study_again_submits_nothing(study, dask_cluster):

@@ -1,5 +1,5 @@
 """What every notebook does first (start), and the run folder's files: notebooks talk to each
-other only through the files named in ARTEFACTS, in the run's folder.
+other only through the files named in runs.ARTEFACTS, in the run's folder.
 """
 from __future__ import annotations
 
@@ -11,25 +11,11 @@ import numpy as np
 
 import rnn_core as rc
 from workbook import params
+from workbook.runs import ARTEFACTS
 from workbook.files import atomic_write
 from workbook.textfiles import check_text_file, load_corpus, Corpus
 from workbook.training import check_reading
 
-ARTEFACTS = {
-    "corpus.npz": "the planner (or the first notebook): the text as the run read it, for every notebook",
-    "grad_check.json": "01_gradient_check: relative errors per parameter, method and m",
-    "speed.json": "01_gradient_check: the speed section's times (with speed = True)",
-    "history.csv": "02_train: update, epoch, loss, smooth_loss for every update",
-    "samples.json": "02_train: the text sampled during training, with update and smooth loss",
-    "validation.csv": "02_train: update and validation loss per character (empty without val_fraction)",
-    "checkpoint.npz": "02_train: the full training state, for resume=True (every checkpoint_every updates)",
-    "best_model.npz": "02_train: parameters with the lowest smooth loss, vocabulary, hyper-parameters",
-    "run.json": "02_train: parameters, corpus name, size and K, wall time, updates/s",
-    "loss.pdf": "03_loss_plot: the smooth-loss figure (vector), also loss.png",
-    "validation.pdf": "03_loss_plot: training and validation loss per character (with val_fraction > 0)",
-    "passage.txt": "04_synthesis: the 1000-character passage (or the tweets) from the best model",
-    "report.pdf": "the report: every section above, then rnn_core.py",
-}
 VAL_SCORED_MAX = 1_000_000     # held-out characters scored at most (a 200 MB book holds out 20M)
 
 

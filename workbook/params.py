@@ -156,7 +156,7 @@ class Preset:
     """The name of a file params/<name>.yaml."""
     def __call__(self, name, v):
         if v not in presets():
-            fail(f"unknown preset {v!r}; choose one of: {', '.join(presets())} (files in params/)")
+            fail(unknown_preset(v))
         return v
 
     def __str__(self):
@@ -258,8 +258,8 @@ PARAMETERS = [
     P("best_by", '"smooth"', Choice(("smooth", "val")), 'best model by "smooth" training loss or "val" loss',
       (T, S), record=True),
     P("tweet_length", "140", Whole(1), "tweets: longest synthesized tweet (140 or 280)", (S,)),
-    P("keep_retweets", "False", Flag(), "tweets: keep retweets", (START,)),
-    P("keep_links", "False", Flag(), "tweets: keep http(s) links", (START,)),
+    P("keep_retweets", "False", Flag(), "tweets: keep retweets", (START,), record=True),
+    P("keep_links", "False", Flag(), "tweets: keep http(s) links", (START,), record=True),
     P("max_text_mb", "1000", Positive(),
       "a larger text file is refused (reading one takes about 2.5x its size in memory)", (START,)),
     P("run_dir", '"../reports/by-hand"', Text(),
@@ -316,6 +316,9 @@ def recorded(values: dict) -> dict:
     return {p.name: values[p.name] for p in PARAMETERS if p.record}
 
 
+GROWS_ON_RESUME = "n_updates"    # the one setting of the training that a resumed run may change
+
+
 # ----------------------------------------------------------------------------- checking values
 
 def literal(text: str):
@@ -363,6 +366,10 @@ RECIPE_ONLY = {"preset", "data_path"}     # a preset's values that are not its r
 
 def presets() -> list:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def unknown_preset(name) -> str:
+    return f"unknown preset {name!r}; choose one of: {', '.join(presets())} (files in params/)"
 
 
 def preset_values(name: str) -> dict:

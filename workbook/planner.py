@@ -24,6 +24,7 @@ It imports only the standard library until it runs notebooks, so that `make help
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import re
@@ -35,9 +36,9 @@ import time
 from pathlib import Path
 
 from workbook import params
-from workbook.runs import (MARK, NOTEBOOKS, ROOT, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
-                           plan_run, read_plan, rel, reports_folder, resolve_params, safe, say, shorten, trained,
-                           value_of, corpus_part, values_part, write_plan)
+from workbook.runs import (MARK, NOTEBOOKS, ROOT, STOP_FILE, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
+                           made_by_workbook, plan_run, read_plan, rel, reports_folder, resolve_params,
+                           resume_settings, say, study_name, trained, value_of, write_plan)
 
 STARTED = time.time()         # when this planner started: a study's task (make bench reports the overhead)
 
@@ -57,34 +58,37 @@ def checkpoint_updates(folder: Path) -> int:
 # ----------------------------------------------------------------------------- the lock
 
 class RunLock:
-    """An exclusive lock on one run folder, held for the planner's life (flock: released by the
-    kernel when the process dies, so a dead holder never leaves a stale lock)."""
+    """An exclusive lock on one name of REPORTS (a run, or a study's comparison), held for the
+    planner's life: flock on .<name>.lock, released by the kernel when the process dies, so a
+    dead holder never leaves a stale lock. The holder removes the file when it lets go; a process
+    that locked a file just removed (its inode is no longer the path's) tries again."""
 
-    def __init__(self, run: Run, wait: float = 0.0):
-        self.path = run.sibling(".lock", hidden=True)
-        self.run, self.f, self.wait = run, None, wait
+    def __init__(self, reports: Path, name: str, what: Path, wait: float = 0.0):
+        self.path, self.what, self.f, self.wait = reports / f".{name}.lock", what, None, wait
 
     def __enter__(self):
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.f = open(self.path, "a+", encoding="utf-8")
-        except OSError as err:
-            raise PlanError(f"cannot write the run folder's parent {self.path.parent}: {err.strerror}; "
-                            f"make it writable or choose another REPORTS") from None
         end = time.time() + self.wait       # a study's task waits for a lost worker's run to let go
         while True:
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.f = open(self.path, "a+", encoding="utf-8")
+            except OSError as err:
+                raise PlanError(f"cannot write the run folder's parent {self.path.parent}: {err.strerror}; "
+                                f"make it writable or choose another REPORTS") from None
+            try:
                 fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.time() < end:
-                    time.sleep(0.5)
-                    continue
                 self.f.seek(0)
                 holder = self.f.read().strip() or "another process"
                 self.f.close()
-                raise PlanError(f"{self.run.folder} is being made by {holder}; wait for it to finish, "
-                           f"or stop it, then run this again") from None
+                if time.time() < end:
+                    time.sleep(0.5)
+                    continue
+                raise PlanError(f"{self.what} is being made by {holder}; wait for it to finish, "
+                                f"or stop it, then run this again") from None
+            if same_file(self.f, self.path):
+                break
+            self.f.close()                  # locked a file its holder had just removed: again
         self.f.seek(0)
         self.f.truncate()
         self.f.write(f"process {os.getpid()} (since {time.strftime('%H:%M:%S')})")
@@ -93,11 +97,31 @@ class RunLock:
 
     def __exit__(self, *exc):
         try:
-            self.f.seek(0)
-            self.f.truncate()
+            self.path.unlink()              # still locked: a process waiting on this file sees it go
         except OSError:
             pass
-        self.f.close()        # releases the lock; the empty file stays (removing it would race)
+        self.f.close()
+
+
+def same_file(f, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+    except OSError:
+        return False
+
+
+def lock_held(reports: Path, name: str) -> bool:
+    """Whether a planner holds the lock of this name now (a file left by nobody is not held)."""
+    path = reports / f".{name}.lock"
+    try:
+        with open(path, encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 # ----------------------------------------------------------------------------- signals
@@ -127,44 +151,29 @@ class _Tolerant:
         return getattr(self._s, name)
 
 
-def _kernel_pids() -> list:
-    """The Jupyter kernels this process started (children whose command runs ipykernel)."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == me and b"ipykernel" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 class Stop:
-    """SIGINT, SIGTERM and SIGHUP stop a run cleanly: the first asks the running kernel to stop
-    (training stops between two updates and writes its checkpoint; the notebook finishes), the
-    planner then keeps the attempt; a second signal stops at once."""
+    """SIGINT, SIGTERM and SIGHUP stop a run cleanly. The first asks the run's training to stop
+    through a file its kernel watches (runs.STOP_FILE: a signal sent to a kernel between two
+    cells can lose its reply and leave papermill waiting for ever): training stops between two
+    updates and writes its checkpoint, the notebook ends, and the planner keeps the attempt
+    before the next notebook. A second signal stops at once."""
 
     def __init__(self):
-        self.name = None
+        self.name, self.file = None, None
 
     def install(self):
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, self.handle)
 
     def handle(self, signum, frame):
-        first = self.name is None
-        self.name = self.name or {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM",
-                                  signal.SIGHUP: "SIGHUP (the terminal closed)"}[signum]
-        kernels = _kernel_pids() if first else []
-        for pid in kernels:                    # its own session: the terminal's signal missed it
-            try:
-                os.kill(pid, signal.SIGINT)
-            except OSError:
-                pass
-        if not kernels:
+        if self.name is not None or self.file is None:
             raise KeyboardInterrupt
+        self.name = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM",
+                     signal.SIGHUP: "SIGHUP (the terminal closed)"}[signum]
+        try:
+            self.file.write_text(self.name, encoding="utf-8")
+        except OSError:
+            raise KeyboardInterrupt from None
 
 
 class Interrupted(Exception):
@@ -210,11 +219,38 @@ def recover(run: Run) -> None:
         keep_failed(run, building)
 
 
+def run_of(folder: str) -> str:
+    """The run (or study) a folder of REPORTS belongs to: x for x, x.failed, x.failed-latest,
+    x.failed-<settings>, .x.building, .x.old and .x.render."""
+    name = re.sub(r"\.(building|old|render)$", "", folder[1:]) if folder.startswith(".") else folder
+    return re.sub(r"\.failed(-[\w-]*)?$", "", name)
+
+
+def attempts(run: Run) -> list:
+    """This run's failed attempts: <run>.failed (the furthest of the latest attempt's settings),
+    <run>.failed-latest (a later one of those settings that got less far) and
+    <run>.failed-<settings> (the furthest of other settings, kept aside)."""
+    found = [d for d in run.reports.glob(glob.escape(run.name) + ".failed*") if run_of(d.name) == run.name]
+    return sorted(d for d in found if d.is_dir() and not d.is_symlink())
+
+
 def keep_failed(run: Run, attempt: Path) -> Path:
-    """Keep a failed attempt as <run>.failed, unless the one there got further (by its
-    checkpoint): then that one stays and this attempt is <run>.failed-latest."""
+    """Keep a failed attempt, losing none that got further or that is of other settings: an
+    attempt of other settings in <run>.failed or .failed-latest moves aside to
+    <run>.failed-<its settings>; then the furthest of this attempt's settings is <run>.failed
+    and this attempt, if it got less far, <run>.failed-latest."""
+    key = read_plan(attempt).get("resume")
     failed, latest = run.sibling(".failed"), run.sibling(".failed-latest")
-    if failed.exists() and checkpoint_updates(failed) > checkpoint_updates(attempt):
+    for d in (failed, latest):
+        other = read_plan(d).get("resume")
+        if d.exists() and other != key:
+            keep_further(d, run.sibling(f".failed-{(other or 'unknown')[:8]}"))
+    further = [d for d in (failed, latest) if d.exists() and checkpoint_updates(d) > checkpoint_updates(attempt)]
+    if further:
+        best = max(further, key=checkpoint_updates)
+        if best != failed:
+            shutil.rmtree(failed, ignore_errors=True)
+            best.rename(failed)
         shutil.rmtree(latest, ignore_errors=True)
         attempt.rename(latest)
         return latest
@@ -224,18 +260,44 @@ def keep_failed(run: Run, attempt: Path) -> Path:
     return failed
 
 
+def keep_further(source: Path, target: Path) -> None:
+    """Move an attempt to target, unless the one there (of the same settings) got further."""
+    if target.exists() and checkpoint_updates(target) >= checkpoint_updates(source):
+        shutil.rmtree(source, ignore_errors=True)
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    source.rename(target)
+
+
 def resumable(run: Run, fp: dict) -> bool:
     """Whether an attempt of exactly this run (same fingerprint) left a checkpoint to go on from."""
-    return any(read_plan(d).get("train") == fp["train"] and checkpoint_updates(d) > 0
-               for d in (run.sibling(".failed"), run.sibling(".failed-latest")))
+    return any(read_plan(d).get("train") == fp["train"] and checkpoint_updates(d) > 0 for d in attempts(run))
 
 
-def furthest_checkpoint(run: Run) -> tuple[Path, int] | None:
-    """The checkpoint of this run furthest along: in the run, its failed attempt, or the latest."""
-    found = [(d / "checkpoint.npz", checkpoint_updates(d))
-             for d in (run.folder, run.sibling(".failed"), run.sibling(".failed-latest"))]
-    found = [(p, k) for p, k in found if k >= 0]
-    return max(found, key=lambda pk: pk[1]) if found else None
+def checkpoint_to_resume(run: Run, fp: dict) -> tuple[Path, int]:
+    """The furthest checkpoint this run may continue: of its settings and text, at most at its
+    n_updates, in the run's folder or a failed attempt. None fits: PlanError naming each
+    checkpoint there, why it does not fit, and the command that continues it."""
+    n, fits, others = run.params["n_updates"], [], []
+    for d in [run.folder, *attempts(run)]:
+        k, plan = checkpoint_updates(d), read_plan(d)
+        if k < 0:
+            continue
+        if plan.get("resume") != fp["resume"]:
+            there = plan.get("settings") or {}
+            diff = [f"{name}={there.get(name)!r} there, {v!r} now" for name, v in resume_settings(run.params).items()
+                    if there.get(name) != v] or ["or another text"]
+            others.append(f"{rel(d / 'checkpoint.npz')} (update {k:,}) is of other settings ({'; '.join(diff)})"
+                          + (f"; this continues it: {plan['command']}" if plan.get("command") else ""))
+        elif k > n:
+            others.append(f"{rel(d / 'checkpoint.npz')} (update {k:,}) is beyond n_updates = {n:,}"
+                          + (f"; this continues it: {plan['command']}" if plan.get("command") else ""))
+        else:
+            fits.append((d / "checkpoint.npz", k))
+    if not fits:
+        raise PlanError("\n  ".join([f"no checkpoint of these settings to resume for {rel(run.folder)}; run once "
+                                     f"without RESUME=1 first"] + others))
+    return max(fits, key=lambda pk: pk[1])
 
 
 def copy_file(source: Path, target: Path) -> None:
@@ -276,7 +338,7 @@ def check_run(run: Run):
 def build(run: Run, stop: Stop, quiet: bool = False) -> int:
     """Make one run (see the module's docstring); returns the exit status."""
     study = os.environ.get("DD2424_STUDY") == "1"
-    with RunLock(run, wait=600.0 if study else 0.0):
+    with RunLock(run.reports, run.name, run.folder, wait=600.0 if study else 0.0):
         recover(run)
         try:
             run.params = resolve_params(run)     # every value checked, before the text is hashed or read
@@ -306,20 +368,29 @@ def untouched(run: Run, err: PlanError) -> PlanError:
 
 
 def render_again(run: Run, plan: dict, fp: dict) -> int:
-    """Only the PDF depends on what changed: render it from the run's notebooks."""
+    """Only the PDF depends on what changed: render it from the run's notebooks, beside the run
+    (.<run>.render), and swap the new report in only when it is whole; a failure changes no file
+    of the run and keeps the attempt, with LaTeX's log, in .<run>.render."""
     from workbook import render
     say(f"run {rel(run.folder)}: the results are up to date; rendering the PDF again")
+    trial = run.sibling(".render", hidden=True)
+    shutil.rmtree(trial, ignore_errors=True)
     try:
-        pdf = render.render(run.folder, run.code, run.author)
+        trial.mkdir()
+        shutil.copyfile(run.folder / "plan.json", trial / "plan.json")      # marks it as the workbook's
+        render.render(run.folder, run.code, run.author, out_dir=trial)
+        for name in ("report.ipynb", "report.pdf"):
+            os.replace(trial / name, run.folder / name)
+        write_plan(run.folder, {**plan, "render": fp["render"], "author": run.author, "code": run.code})
     except render.StepFailed as err:
-        say(f"error: {err.text(run.folder)}", "  the run's results are untouched", err=True)
+        say(f"error: {err.text(trial)}", f"  the run in {rel(run.folder)} is untouched", err=True)
         return 1
     except OSError as err:
-        say(f"error: cannot write the PDF: {err.strerror} ({err.filename}); the run's results are untouched",
-            err=True)
+        say(f"error: cannot write the PDF: {err.strerror} ({err.filename}); the run in {rel(run.folder)} is "
+            f"untouched", err=True)
         return 1
-    write_plan(run.folder, {**plan, "render": fp["render"], "author": run.author, "code": run.code})
-    say(f"report: {pdf}")
+    shutil.rmtree(trial, ignore_errors=True)
+    say(f"report: {run.folder / 'report.pdf'}")
     return 0
 
 
@@ -333,15 +404,11 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
         raise untouched(run, err) from None
     fp = fingerprint(run, list(corpus.sha256))   # names the text as it was read, which the run will use
     read_as = corpus.key                     # to tell if the file changes during the run
-    source = None
-    if run.resume:
-        source = furthest_checkpoint(run)
-        if source is None:
-            raise PlanError(f"no checkpoint to resume from in {rel(run.folder)} or {rel(run.sibling('.failed'))}; "
-                            f"run once without RESUME=1 first")
+    source = checkpoint_to_resume(run, fp) if run.resume else None
     shutil.rmtree(building, ignore_errors=True)
     plan = {"kind": f"{MARK} run", "status": "building", **fp, "name": run.name, "preset": run.preset,
-            "seed": run.seed, "explicit": run.explicit, "author": run.author, "code": run.code,
+            "seed": run.seed, "explicit": run.explicit, "settings": resume_settings(run.params),
+            "author": run.author, "code": run.code,
             "pdf": run.pdf, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "planner_started": STARTED,
             "command": run.command}
     try:
@@ -363,6 +430,9 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     values = {**run.params, "run_dir": str(building), "resume": bool(run.resume)}
     start = time.perf_counter()
     failure = notebook = log = None
+    stop.file = run.sibling(".stop", hidden=True)    # the kernels' training watches it
+    stop.file.unlink(missing_ok=True)
+    os.environ[STOP_FILE] = str(stop.file)
     try:
         for step in params.RUN_NOTEBOOKS:
             render.execute(step, building, values, quiet)
@@ -379,6 +449,8 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     except OSError as err:
         failure = (f"cannot write {err.filename or 'the run folder'}: {err.strerror}"
                    + ("; free some space and run again" if err.errno == 28 else ""))
+    finally:
+        stop.file.unlink(missing_ok=True)
     if failure is None:
         swap(run, building)
         note_failed_further(run)
@@ -412,16 +484,20 @@ def swap(run: Run, building: Path) -> None:
 
 
 def note_failed_further(run: Run) -> None:
-    """After a success, a failed attempt is deleted unless it got further than this run."""
-    done = checkpoint_updates(run.folder)
-    for d in (run.sibling(".failed"), run.sibling(".failed-latest")):
-        if d.exists():
-            k = checkpoint_updates(d)
-            if k > done:
-                say(f"  {rel(d)} is kept: its checkpoint is further along (update {k:,}); "
-                    f"RESUME=1 continues it, make clean deletes it")
-            else:
-                shutil.rmtree(d, ignore_errors=True)
+    """After a success, a failed attempt of the run's settings is deleted unless it got further
+    than the run; one of other settings is kept, and named."""
+    done, key = checkpoint_updates(run.folder), read_plan(run.folder).get("resume")
+    for d in attempts(run):
+        k, plan = checkpoint_updates(d), read_plan(d)
+        if plan.get("resume") != key:
+            say(f"  {rel(d)} is kept: an attempt of other settings (update {k:,}); "
+                + (f"this continues it: {plan['command']}; " if plan.get("command") and k > 0 else "")
+                + "make clean deletes it")
+        elif k > done:
+            say(f"  {rel(d)} is kept: its checkpoint is further along (update {k:,}); "
+                f"RESUME=1 continues it, make clean deletes it")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def report_failure(run: Run, building: Path, failure: str, notebook, log) -> int:
@@ -455,7 +531,12 @@ def report(env=None) -> int:
 
 
 def one(env=None) -> int:
-    """One run of a batch, without its PDF (the comparison is the batch's report)."""
+    """One run of a study, without its PDF (the comparison is the study's report). A run whose
+    study was stopped before it started does not start."""
+    stop_file = os.environ.get("DD2424_STOP_FILE")
+    if stop_file and os.path.exists(stop_file):
+        say("error: not started: the study was stopped", err=True)
+        return 130
     run = plan_run(value_of("PRESET", env), value_of("SEED", env), env=env, pdf=False)
     stop = Stop()
     stop.install()
@@ -467,8 +548,11 @@ def one(env=None) -> int:
 def study(verb: str) -> int:
     """make study / batch / compare: every point of GRID (none for batch; the presets for
     compare), for every seed, each an ordinary run made by `python -m workbook one` as a Dask task
-    (see study.py); then 05_compare over them all. A failed run stops none of the others; a run
-    up to date is not submitted."""
+    (see study.py); then 05_compare over them all, into a folder named by the study's values and
+    seeds and locked while the study runs. A failed run stops none of the others; a run up to
+    date is not submitted."""
+    import hashlib
+    import rnn_core
     from workbook import compare, study as st
     presets = value_of("PRESETS").split() if verb == "compare" else [value_of("PRESET")]
     seeds = value_of("SEEDS").split()
@@ -476,54 +560,80 @@ def study(verb: str) -> int:
     if verb == "study" and not axes:
         raise PlanError('make study needs GRID, e.g. GRID="chunk_order=sequential,shuffled batch_size=1,32"')
     try:
-        jobs = max(1, int(value_of("JOBS")))
+        params.check_names([name for name, _ in axes])
+    except rnn_core.RNNError as err:
+        raise PlanError(f"GRID: {err}") from None
+    try:
+        jobs, most = max(1, int(value_of("JOBS"))), int(value_of("MAX_RUNS"))
     except ValueError:
-        raise PlanError(f"JOBS must be a whole number >= 1, got {value_of('JOBS')!r}") from None
+        raise PlanError(f"JOBS and MAX_RUNS must be whole numbers, got {value_of('JOBS')!r} and "
+                        f"{value_of('MAX_RUNS')!r}") from None
     if given("RUN"):
         raise PlanError(f"RUN names one run; make {verb} names its runs from the parameters")
     if not presets or not seeds:
         raise PlanError("give at least one preset and one seed (PRESETS, SEEDS)")
     pts = st.points(presets, seeds, axes)
+    if len(pts) > most:
+        raise PlanError(f"GRID x SEEDS makes {len(pts)} runs, more than MAX_RUNS={most}; make a smaller study, "
+                        f"or set MAX_RUNS={len(pts)} to make them all")
     runs = [plan_run(p.preset, p.seed, env=p.env(dict(os.environ)), pdf=False) for p in pts]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise PlanError("two runs of the study would share a folder; give each GRID value once")
     reports = reports_folder()
-    stem = {"batch": f"batch-{presets[0]}", "compare": "compare-" + "-".join(presets),
-            "study": f"study-{presets[0]}-" + "-".join(name for name, _ in axes)}[verb]
-    out = reports / shorten(safe(stem) + corpus_part() + values_part())
-    results = st.run_study(runs, pts, jobs=jobs, scheduler=given("SCHEDULER"))
-    if results is None:                          # interrupted: said there
-        return 130
-    labels = [p.label for p in pts] if axes else [p.preset for p in pts]
-    errors = {str(r.folder): res["error"] for r, res in zip(runs, results) if res["code"] and res["error"]}
-    code = compare.main(["--out", str(out), "--author", value_of("AUTHOR"),
+    out = reports / study_name(verb, presets, seeds, axes)
+    with RunLock(reports, out.name, out):
+        results = st.run_study(runs, pts, jobs=jobs, scheduler=given("SCHEDULER"))
+        if results is None:                          # interrupted: said there
+            return 130
+        labels = [p.label for p in pts] if axes else [p.preset for p in pts]
+        errors = {str(r.folder): res["error"] for r, res in zip(runs, results) if res["code"] and res["error"]}
+        code = compare.main(["--out", str(out), "--author", value_of("AUTHOR"),
                              "--labels", json.dumps(labels), "--grid", json.dumps(axes),
                              "--errors", json.dumps(errors),
                              *map(str, (r.folder for r in runs))])
-    if code == 0:
-        write_plan(out, {"kind": f"{MARK} comparison", "runs": names})
+        if code == 0:
+            key = hashlib.sha256(json.dumps([out.name, names]).encode()).hexdigest()[:16]
+            write_plan(out, {"kind": f"{MARK} comparison", "study": key, "runs": names})
     return code
 
 
 def clean(env=None) -> int:
-    """Delete the run and comparison folders of REPORTS that this workbook made, nothing else."""
+    """Delete what the workbook made in REPORTS, nothing else: the folders of runs, attempts and
+    studies whose plan.json is its own and that hold only files it writes, each under the lock of
+    its run (a run being made is left alone). A folder of ours holding other files is named and
+    left. Outside the project, a REPORTS that holds anything the workbook did not make is refused."""
     reports = reports_folder(env)
     if not reports.is_dir():
         say(f"{rel(reports)} holds nothing to clean")
         return 0
-    ours = ("plan.json", "run.json", "02_train.ipynb", "01_gradient_check.ipynb", "05_compare.ipynb")
-    removed = kept = 0
-    for d in sorted(reports.iterdir()):
-        if d.is_dir() and not d.is_symlink() and (read_plan(d) or any((d / f).is_file() for f in ours)):
-            shutil.rmtree(d)
-            removed += 1
-        elif d.is_file() and re.fullmatch(r"\..+\.lock", d.name):
-            d.unlink()
-        elif d.name not in (".gitkeep", "example-page.png"):
-            kept += 1
-    say(f"removed {removed} run folder{'s' if removed != 1 else ''} from {rel(reports)}"
-        + (f"; {kept} other entr{'ies' if kept != 1 else 'y'} left alone" if kept else ""))
+    entries = sorted(reports.iterdir())
+    folders = {d for d in entries if d.is_dir() and not d.is_symlink() and read_plan(d)}
+    ours = {d for d in entries if d in folders or d.is_file() and re.fullmatch(r"\..+\.(lock|stop)", d.name)}
+    if not reports.is_relative_to(ROOT) and set(entries) - ours:
+        raise PlanError(f"REPORTS={reports} holds what the workbook did not make "
+                        f"({', '.join(d.name for d in sorted(set(entries) - ours)[:5])}); make clean deletes only in "
+                        f"a folder of its own")
+    removed, left = 0, [d for d in entries if d not in ours and d.name not in (".gitkeep", "example-page.png")]
+    for name in sorted({run_of(d.name) for d in folders}):
+        try:
+            with RunLock(reports, name, reports / name):
+                for d in sorted(d for d in folders if run_of(d.name) == name):
+                    foreign = [f for f in d.rglob("*") if not (f.is_file() and f.parent == d and made_by_workbook(f.name))]
+                    if foreign:
+                        say(f"  {rel(d)} holds files the workbook did not make, so it is left: "
+                            + ", ".join(str(f.relative_to(reports)) for f in foreign[:5]))
+                        left.append(d)
+                    else:
+                        shutil.rmtree(d)
+                        removed += 1
+        except PlanError:
+            say(f"  {name} is being made: left alone")
+    for d in entries:                   # what dead planners left: their locks' files, stop requests
+        if d in ours and d.is_file() and not lock_held(reports, run_of(d.name[:-5])):
+            d.unlink(missing_ok=True)
+    say(f"removed {removed} folder{'s' if removed != 1 else ''} from {rel(reports)}"
+        + (f"; {len(left)} other entr{'ies' if len(left) != 1 else 'y'} left alone" if left else ""))
     return 0
 
 

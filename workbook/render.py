@@ -146,10 +146,11 @@ def assemble(run_dir: Path, code: str, author: str):
     return report
 
 
-def render(run_dir: Path, code: str, author: str) -> Path:
-    """report.ipynb -> report.pdf with our template; returns the PDF's path. code: "" shows no
-    code cells, "cells" shows them, "all" also prints the package's modules."""
-    return to_pdf(assemble(run_dir, code, author), run_dir, "report", bool(code))
+def render(run_dir: Path, code: str, author: str, out_dir: Path | None = None) -> Path:
+    """The run's report.ipynb and report.pdf, rendered with our template into out_dir (the run's
+    folder unless given); returns the PDF's path. code: "" shows no code cells, "cells" shows
+    them, "all" also prints the package's modules."""
+    return to_pdf(assemble(run_dir, code, author), out_dir or run_dir, "report", bool(code))
 
 
 def to_pdf(report, run_dir: Path, stem: str, code: bool = False) -> Path:

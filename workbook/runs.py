@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,44 @@ NOTEBOOKS = ROOT / "notebooks"
 MARK = "dd2424-workbook"       # plan.json's "kind" starts with it: how clean knows our folders
 MAX_NAME = 180                 # longer run names are cut, and end in a hash of the whole
 TRUE = ("1", "yes", "true", "True")
+STOP_FILE = "DD2424_STOP_RUN"  # the environment variable naming the file whose appearance stops training
+# Folders of the system, never a REPORTS: nothing of the workbook's goes there, and clean never looks.
+SYSTEM = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev", "/proc", "/sys", "/run",
+          "/var", "/opt", "/srv", "/snap", "/System", "/Library", "/Applications")
+HOMES = ("/home", "/Users", "/mnt", "/media")          # themselves: a folder in them is someone's
+
+# A run folder's files, by the notebook (or step) that writes them; notebooks talk to each other
+# only through these. What clean deletes is a folder of ours holding nothing else.
+ARTEFACTS = {
+    "plan.json": "the planner: the run's fingerprint, its parameters, and whether it is complete",
+    "corpus.npz": "the planner (or the first notebook): the text as the run read it, for every notebook",
+    "01_gradient_check.ipynb": "01_gradient_check: the executed notebook",
+    "grad_check.json": "01_gradient_check: relative errors per parameter, method and m",
+    "speed.json": "01_gradient_check: the speed section's times (with speed = True)",
+    "02_train.ipynb": "02_train: the executed notebook",
+    "history.csv": "02_train: update, epoch, loss, smooth_loss for every update",
+    "samples.json": "02_train: the text sampled during training, with update and smooth loss",
+    "validation.csv": "02_train: update and validation loss per character (empty without val_fraction)",
+    "checkpoint.npz": "02_train: the full training state, for resume=True (every checkpoint_every updates)",
+    "best_model.npz": "02_train: parameters with the lowest smooth loss, vocabulary, hyper-parameters",
+    "run.json": "02_train: parameters, corpus name, size and K, wall time, updates/s",
+    "03_loss_plot.ipynb": "03_loss_plot: the executed notebook",
+    "loss.pdf": "03_loss_plot: the smooth-loss figure (vector)",
+    "loss.png": "03_loss_plot: the smooth-loss figure (a picture)",
+    "validation.pdf": "03_loss_plot: training and validation loss per character (with val_fraction > 0)",
+    "04_synthesis.ipynb": "04_synthesis: the executed notebook",
+    "passage.txt": "04_synthesis: the 1000-character passage (or the tweets) from the best model",
+    "report.ipynb": "the report: the executed notebooks and the code, as one notebook",
+    "report.pdf": "the report: every section above, then rnn_core.py",
+    "report.log": "the report: LaTeX's log, when it could not render",
+}
+COMPARISON_FILES = ("plan.json", "05_compare.ipynb", "comparison.ipynb", "comparison.pdf", "comparison.log", "grid.pdf")
+
+
+def made_by_workbook(name: str) -> bool:
+    """Whether a file of this name in a folder of ours is one the workbook writes (a temporary
+    one of an atomic write too)."""
+    return name in ARTEFACTS or name in COMPARISON_FILES or bool(re.fullmatch(r"\..+\.tmp", name))
 
 
 class PlanError(Exception):
@@ -62,6 +101,7 @@ VARIABLES = [Variable(var, p.name, make_default(p), p.help) for var, p in params
     Variable("REPORTS", None, "reports", "where run folders go (inside the project)"),
     Variable("REPORTS_OUTSIDE", None, "", "REPORTS_OUTSIDE=1 allows a REPORTS folder outside the project"),
     Variable("RUN", None, "", "run folder name (default: made from the parameters)"),
+    Variable("MAX_RUNS", None, "200", "make study/batch/compare: the most runs one study makes (GRID x SEEDS)"),
     Variable("GRID", None, "",
              'make study: parameter values to cross, e.g. GRID="chunk_order=sequential,shuffled batch_size=1,32"'),
     Variable("LAB_ARGS", None, "", 'make lab: options for jupyter lab, e.g. LAB_ARGS="--port 8900 --no-browser"'),
@@ -110,11 +150,14 @@ def reports_folder(env=None) -> Path:
         raise PlanError("REPORTS is empty; give the folder for run folders (the default is reports)")
     path = Path(raw).expanduser().resolve()
     home = Path.home().resolve()
-    if path == Path(path.anchor) or path in (home, ROOT) or path in ROOT.parents:
+    if path == Path(path.anchor) or path in (home, ROOT) or path in ROOT.parents or str(path) in HOMES:
         raise PlanError(f"REPORTS={raw} would put run folders in {path} itself; give a folder of their own "
                         f"(the default is reports)")
     if not path.is_relative_to(ROOT) and given("REPORTS_OUTSIDE", env) not in TRUE:
         raise PlanError(f"REPORTS={raw} is outside the project; set REPORTS_OUTSIDE=1 to use it anyway")
+    temp = (Path(tempfile.gettempdir()).resolve(), Path("/tmp"), Path("/var/tmp"))
+    if any(path.is_relative_to(d) for d in SYSTEM) and not any(path.is_relative_to(t) for t in temp):
+        raise PlanError(f"REPORTS={raw} is a system folder; give a folder of your own for run folders")
     return path
 
 
@@ -186,11 +229,19 @@ def run_name(preset: str, seed: str, env=None) -> str:
     return shorten(f"{safe(preset)}{corpus_part(env)}-seed-{safe(seed)}{values_part(env)}")
 
 
+def study_name(verb: str, presets: list, seeds: list, axes: list, env=None) -> str:
+    """A study's folder, named by all that makes it: its presets, corpus and values (as a run's
+    name), the grid's values and the seeds; two different studies never share one."""
+    stem = {"batch": f"batch-{presets[0]}", "compare": "compare-" + "-".join(presets), "study": f"study-{presets[0]}"}
+    grid = "".join(f"-{name}{'_'.join(values)}" for name, values in axes)
+    return shorten(safe(stem[verb] + corpus_part(env) + values_part(env) + grid + "-seeds" + "_".join(seeds)))
+
+
 def check_run_name(name: str) -> str:
-    if (not name or "/" in name or "\0" in name or name.startswith(".") or name in ("..", ".")
-            or re.search(r"\.failed(-latest)?$", name) or len(name.encode()) > 200):
-        raise PlanError(f"RUN={name!r} is not a run folder name: give one name without / that does not start "
-                        f"with . or end in .failed, e.g. RUN=long")
+    if (not name or "/" in name or name.startswith((".", "~")) or not name.isprintable()
+            or re.search(r"\.failed", name) or len(name.encode()) > 200):
+        raise PlanError(f"RUN={name!r} is not a run folder name: give one name of printable characters without /, "
+                        f"that does not start with . or ~ or hold .failed, e.g. RUN=long")
     return name
 
 
@@ -210,8 +261,17 @@ def make_command(verb: str, env=None, **extra) -> str:
     return " ".join(words)
 
 
+PLANNERS = {"run_dir": "RUN=name names the run's folder", "resume": "RESUME=1 continues a run"}
+
+
 def plan_run(preset: str, seed: str, *, env=None, pdf: bool = True, name: str | None = None) -> Run:
     env = os.environ if env is None else env
+    if preset not in params.presets():
+        raise PlanError(params.unknown_preset(preset))
+    author = value_of("AUTHOR", env)
+    if not author.isprintable():
+        raise PlanError(f"AUTHOR={author!r} is not one line of text; give the name(s) on one line, e.g. "
+                        f'AUTHOR="Ada Lovelace, Alan Turing"')
     explicit = [(v.param, given(v.name, env)) for v in VARIABLES
                 if v.param not in (None, "seed", "preset") and given(v.name, env)]
     explicit += p_pairs(given("P", env))
@@ -219,10 +279,12 @@ def plan_run(preset: str, seed: str, *, env=None, pdf: bool = True, name: str | 
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise PlanError(f"{', '.join(twice)} given twice (a variable and P, or twice in P); give each once")
+    for n in set(names) & set(PLANNERS):
+        raise PlanError(f"{n} is the planner's to set, not P's: {PLANNERS[n]}")
     reports = reports_folder(env)
     name = check_run_name(name or given("RUN", env) or run_name(preset, seed, env))
     return Run(name=name, reports=reports, preset=preset, seed=seed, explicit=explicit,
-               author=value_of("AUTHOR", env), code=code_mode(env), pdf=pdf,
+               author=author, code=code_mode(env), pdf=pdf,
                resume=value_of("RESUME", env) in TRUE,
                command=make_command("report", env, PRESET=preset, SEED=seed, RESUME="1"))
 
@@ -325,12 +387,14 @@ RENDER_FILES = ["workbook/render.py", "workbook/pdf/workbook.tex.j2"]   # what o
 
 def fingerprint(run: Run, digests: list | None = None) -> dict:
     """{"train": hash of the parameters, the text and the code; "render": that and what only
-    the PDF depends on}: equal hashes mean nothing to redo. digests: the text's, when the run
-    has read it (the text it trained on); else the files are read for them."""
+    the PDF depends on; "resume": what a checkpoint must share with the run that resumes it
+    (resume_key)}: equal hashes mean nothing to redo. digests: the text's, when the run has read
+    it (the text it trained on); else the files are read for them."""
     import importlib.util
+    digests = data_digests(run.params) if digests is None else digests
     values = {k: v for k, v in run.params.items() if k not in ("resume", "run_dir")}
     h = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
-    for digest in (data_digests(run.params) if digests is None else digests):
+    for digest in digests:
         h.update(digest.encode())
     for name in code_files():
         hash_file(h, ROOT / name)
@@ -340,7 +404,20 @@ def fingerprint(run: Run, digests: list | None = None) -> dict:
     r.update(json.dumps({"author": run.author, "code": run.code}).encode())
     for name in RENDER_FILES:
         hash_file(r, ROOT / name)
-    return {"train": train, "render": r.hexdigest()[:16]}
+    return {"train": train, "render": r.hexdigest()[:16], "resume": resume_key(run.params, digests)}
+
+
+def resume_settings(values: dict) -> dict:
+    """The settings of the training a checkpoint holds: the recorded ones, but the one that a
+    resumed run may raise (params.GROWS_ON_RESUME)."""
+    return {k: v for k, v in params.recorded(values).items() if k != params.GROWS_ON_RESUME}
+
+
+def resume_key(values: dict, digests: list) -> str:
+    """Equal for a run and a checkpoint it may resume: the same settings of the training and the
+    same text (the code may have changed: the checkpoint says if it cannot be read)."""
+    return hashlib.sha256(json.dumps([resume_settings(values), digests], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
 
 
 def trained(plan: dict, fp: dict) -> bool:
@@ -349,11 +426,15 @@ def trained(plan: dict, fp: dict) -> bool:
 
 
 def read_plan(folder: Path) -> dict:
+    """A folder's plan.json if the workbook wrote it: its kind, and a fingerprint of the run or
+    the study it made; {} for anything else."""
     try:
         plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
-        return plan if isinstance(plan, dict) and str(plan.get("kind", "")).startswith(MARK) else {}
     except (OSError, ValueError, RecursionError):
         return {}
+    key = {f"{MARK} run": "train", f"{MARK} comparison": "study"}.get(plan.get("kind")) if isinstance(plan, dict) \
+        else None
+    return plan if key and re.fullmatch(r"[0-9a-f]{16}", str(plan.get(key))) else {}
 
 
 def write_plan(folder: Path, plan: dict) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,14 +81,61 @@ def task_result(proc) -> dict:
 
 # ----------------------------------------------------------------------------- the study, from the client
 
-def cluster(jobs: int, scheduler: str | None):
-    """A Dask client: on SCHEDULER, or on a local cluster of `jobs` single-threaded workers."""
+ADDRESS = re.compile(r"(?:(?:tcp|tls)://)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?/?")
+HANDSHAKE = 5.0         # seconds a scheduler has to connect and answer as a Dask scheduler
+
+
+def check_scheduler(address: str) -> None:
+    """SCHEDULER is a Dask scheduler's address, and a Dask scheduler answers there within
+    HANDSHAKE seconds (Dask's own client would wait on its handshake without end where, say, an
+    HTTP server listens); else PlanError in one line."""
+    import asyncio
+    if not ADDRESS.fullmatch(address):
+        raise PlanError(f"SCHEDULER={address} is not the address of a Dask scheduler; give one like "
+                        f"tcp://host:8786, or leave SCHEDULER empty for a local cluster")
+
+    async def handshake():
+        from distributed.comm import connect
+        comm = await connect(address, timeout=HANDSHAKE)
+        await comm.close()
+    try:
+        asyncio.run(asyncio.wait_for(handshake(), HANDSHAKE))
+    except Exception as err:  # noqa: BLE001 - refused, timed out, or a peer that does not speak Dask
+        why = "nothing answered as a Dask scheduler" if isinstance(err, (TimeoutError, asyncio.TimeoutError)) \
+            else str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise PlanError(f"SCHEDULER={address}: {why} within {HANDSHAKE:.0f} s; start it (dask scheduler) or "
+                        f"leave SCHEDULER empty for a local cluster") from None
+
+
+def cluster(jobs: int, scheduler: str | None, scratch: str):
+    """A Dask client: on SCHEDULER, or on a local cluster of `jobs` single-threaded workers; Dask's
+    files in scratch. The local workers ignore SIGINT (the terminal's Ctrl-C reaches the
+    whole process group): the study stops them itself, and their tracebacks stay out of sight."""
+    import dask
     from distributed import Client, LocalCluster
+    dask.config.set({"temporary-directory": scratch})    # Dask's own files too, removed with it
     if scheduler:
+        check_scheduler(scheduler)
         return Client(scheduler, timeout="20s"), None
-    lc = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=50)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)    # inherited by the workers' processes
+    try:
+        lc = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          silence_logs=50, local_directory=scratch)
+    finally:
+        signal.signal(signal.SIGINT, old)
     return Client(lc), lc
+
+
+def counts(client, futures: dict) -> tuple[int, int]:
+    """(running, waiting) of the study's tasks not finished: a worker runs as many as its threads;
+    the scheduler queues the others on it, or keeps them."""
+    try:
+        workers = client.scheduler_info()["workers"]
+        processing = client.processing()
+    except Exception:  # noqa: BLE001 - the scheduler is gone: the loop will hear it
+        return 0, sum(not f.done() for f in futures)
+    running = sum(min(len(keys), workers.get(w, {}).get("nthreads", 1)) for w, keys in processing.items())
+    return running, max(0, sum(not f.done() for f in futures) - running)
 
 
 def progress_line(done, running, failed, waiting, elapsed) -> str:
@@ -99,29 +148,64 @@ def progress_line(done, running, failed, waiting, elapsed) -> str:
 
 
 def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> list | None:
-    """Make the runs that are not up to date as Dask tasks, with one live progress line.
-    Returns each run's result ({"code", "error"}), or None when interrupted (said here)."""
-    import uuid
-    todo = []
+    """Make the runs that are not up to date as Dask tasks, with one live progress line (in a
+    log, a line each time a run ends and every 30 s). A run refused before any work (a bad value)
+    is not submitted. Returns each run's result ({"code", "error"}), or None when stopped
+    (said here): the first Ctrl-C, SIGTERM or SIGHUP stops the running runs, each keeping its
+    checkpoint, and cancels the rest; a second stops at once."""
+    import tempfile
+    results = [{"code": 0, "error": "", "up_to_date": True} for _ in runs]
+    todo, refused = [], 0
     for i, run in enumerate(runs):
         try:
             run.params = resolve_params(run)
-        except Exception:  # noqa: BLE001 - the run itself will say what is wrong
-            todo.append(i)
+        except PlanError as err:
+            results[i] = {"code": 1, "error": str(err).split("\n")[0], "up_to_date": False}
+            refused += 1
             continue
         if not trained(read_plan(run.folder), fingerprint(run)):
             todo.append(i)
-    results = [{"code": 0, "error": "", "up_to_date": True} for _ in runs]
-    say(f"study: {len(runs)} run{'s' if len(runs) != 1 else ''}, {len(runs) - len(todo)} up to date, "
-        f"{len(todo)} to make" + (f" on {scheduler}" if scheduler and todo else
-                                   f" on {jobs} local Dask worker{'s' if jobs != 1 else ''}" if todo else ""))
+    say(f"study: {len(runs)} run{'s' if len(runs) != 1 else ''}, {len(runs) - len(todo) - refused} up to date, "
+        + (f"{refused} refused, " if refused else "") + f"{len(todo)} to make"
+        + (f" on {scheduler}" if scheduler and todo else
+           f" on {jobs} local Dask worker{'s' if jobs != 1 else ''}" if todo else ""))
+    for run, res in zip(runs, results):
+        if res["code"]:
+            say(f"  failed: {run.name}: {res['error']}")
     if not todo:
         return results
+    scratch = tempfile.mkdtemp(prefix="dd2424-dask-")
     try:
-        client, local = cluster(jobs, scheduler)
+        return submit(runs, pts, todo, results, jobs=jobs, scheduler=scheduler, scratch=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def submit(runs, pts, todo, results, *, jobs, scheduler, scratch):
+    """The runs of todo as Dask tasks until they end or the study is stopped (see run_study)."""
+    import uuid
+    stopped = []                        # Ctrl-C, SIGTERM, SIGHUP: a flag the loop reads (Dask's own
+                                        # calls would swallow an exception); a second one stops at once
+    def stop(signum, frame):
+        stopped.append(signum)
+        if len(stopped) > 1:
+            raise KeyboardInterrupt
+    before = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        client, local = cluster(jobs, scheduler, scratch)
     except (OSError, TimeoutError) as err:
         raise PlanError(f"cannot reach the Dask scheduler {scheduler}: {err}; start it (dask scheduler) "
                         f"or leave SCHEDULER empty for a local cluster") from None
+    finally:
+        if stopped:                     # stopped while the cluster started: nothing was submitted
+            for s, old in before.items():
+                signal.signal(s, old)
+    if stopped:
+        client.close()
+        if local is not None:
+            local.close()
+        say("error: interrupted before any run started", err=True)
+        return None
     from distributed import as_completed
     say(f"  dashboard: {client.dashboard_link}")
     stop_file = runs[0].reports / f".study-{uuid.uuid4().hex[:12]}.stop"     # seen by every run's planner
@@ -135,30 +219,26 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
                               text=True, key=f"{runs[i].name}-{uuid.uuid4().hex[:8]}", pure=False)] = i
     done = failed = 0
     tty = sys.stdout.isatty()
-    last = 0.0
+    last, said = time.time(), (0, 0, False)
 
-    def show(final=False):
-        nonlocal last
-        processing = sum(len(v) for v in client.processing().values())
-        line = progress_line(done, processing, failed, len(todo) - done - failed - processing, time.time() - started)
+    def show(final=False):              # a terminal: one live line; a log: a line when something changes
+        nonlocal last, said
+        running, waiting = counts(client, futures)
+        line = progress_line(done, running, failed, waiting, time.time() - started)
         if tty:
             sys.stdout.write("\r" + line + ("\n" if final else ""))
             sys.stdout.flush()
-        elif final or time.time() - last > 30:
+        elif final or (done, failed, running > 0) != said or time.time() - last > 30:
             say(line)
-            last = time.time()
+            last, said = time.time(), (done, failed, running > 0)
 
     started = time.time()
     pending = as_completed(list(futures), with_results=False)
-    stopped = []                        # Ctrl-C, SIGTERM, SIGHUP: a flag the loop reads (Dask's own
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):   # calls would swallow an exception)
-        signal.signal(s, lambda signum, frame: stopped.append(signum))
     try:
-        while True:
+        while not pending.is_empty():
             if stopped:
                 raise KeyboardInterrupt
-            batch = pending.next_batch(block=False)
-            for fut in batch:
+            for fut in pending.next_batch(block=False):
                 i = futures[fut]
                 try:
                     res = task_result(fut.result())
@@ -173,25 +253,27 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
                 else:
                     failed += 1
                     say(("\n" if tty else "") + f"  failed: {runs[i].name}: {res['error']}")
-            if pending.is_empty():
-                break
             show()
             time.sleep(0.5)
         show(final=True)
     except KeyboardInterrupt:
-        stop_file.touch()                               # running runs stop and keep their checkpoints
-        client.cancel([f for f in futures if f.status == "pending" and not f.done()])
-        say("\nerror: interrupted: stopping the running runs (each keeps its checkpoint)...", err=True)
+        stop_file.touch()               # running runs stop and keep their checkpoints; runs not
+        say(("\n" if tty else "") + "error: interrupted: stopping the running runs (each keeps its "
+            "checkpoint)...", err=True)   # yet started end at once when they see it
         try:
-            for fut in as_completed([f for f in futures if not f.cancelled()], timeout=180):
+            held = {k for keys in client.processing().values() for k in keys}
+            client.cancel([f for f in futures if not f.done() and f.key not in held])   # no worker has them
+            for _ in as_completed([f for f in futures if not f.done() and f.key in held], timeout=120):
                 pass
-        except Exception:  # noqa: BLE001 - what does not stop in time is left to its worker
+        except (KeyboardInterrupt, Exception):  # noqa: BLE001 - a second signal, or runs that do not stop in time
             pass
         say(f"  {done} run{'s' if done != 1 else ''} finished and kept; the same command continues the study "
             f"(runs that were stopped resume from their checkpoints)", err=True)
         return None
     finally:
         stop_file.unlink(missing_ok=True)
+        for s, old in before.items():
+            signal.signal(s, old)
         client.close()
         if local is not None:
             local.close()

@@ -26,9 +26,13 @@ _LINK = re.compile(r"https?://\S+")
 
 # ----------------------------------------------------------------------------- one file
 
+SYSTEM_FILES = ("/proc", "/sys", "/dev")   # the kernel's files: regular by stat, and a read may never end
+
+
 def check_text_file(path) -> Path:
-    """path, if it names a regular file (or a link to one); else RNNError saying what it is.
-    Asked before opening: reading a FIFO waits forever, and /dev/zero never ends."""
+    """path, if it names a regular file (or a link to one) of a disk; else RNNError saying what
+    it is. Asked before opening: reading a FIFO waits forever, /dev/zero never ends, and
+    /proc/kmsg is a regular file by stat whose read waits for the kernel's next message."""
     p = Path(path)
     if p.is_symlink() and not p.exists():
         raise rc.RNNError(f"{p} is a link to {os.readlink(p)}, which does not exist; give the path of a UTF-8 text file")
@@ -36,11 +40,24 @@ def check_text_file(path) -> Path:
         raise rc.RNNError(f"no such file: {p} (give the path of a UTF-8 text file, e.g. DATA=data/shakespeare.txt)")
     if p.is_dir():
         raise rc.RNNError(f"{p} is a folder; give the path of a UTF-8 text file inside it")
+    system = next((d for d in SYSTEM_FILES if p.resolve().is_relative_to(d)), None)
+    if system and p.is_file():
+        raise rc.RNNError(f"{p} is a file of the operating system ({system}), not a text file; "
+                          f"give the path of a UTF-8 text file")
     if not p.is_file():
         kind = "a FIFO (named pipe)" if p.is_fifo() else "a device" if p.is_char_device() or p.is_block_device() \
             else "not a regular file"
         raise rc.RNNError(f"{p} is {kind}, not a text file; give the path of a UTF-8 text file")
     return p
+
+
+def utf16(raw: bytes) -> bool:
+    """Whether bytes look like UTF-16: its byte-order mark, or a NUL beside every other byte of
+    the start (text in Latin letters, written two bytes a character)."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    head = raw[:4096]
+    return len(head) >= 8 and (head[0::2].count(0) == len(head[0::2]) or head[1::2].count(0) == len(head[1::2]))
 
 
 def read_bytes(path) -> bytes:
@@ -64,6 +81,8 @@ def decode_text(raw: bytes, path) -> tuple[str, int]:
     p = Path(path)
     if not raw.strip():
         raise rc.RNNError(f"{p} is empty; give a text of at least seq_length + 1 characters")
+    if utf16(raw):
+        raise rc.RNNError(f"{p} is UTF-16, not UTF-8; re-save it as UTF-8 (e.g. iconv -f utf-16 -t utf-8)")
     if b"\x00" in raw[:65536]:
         raise rc.RNNError(f"{p} is a binary file (it has NUL bytes), not text; give a UTF-8 text file")
     try:

@@ -7,6 +7,7 @@ add (RunState). train() here takes every setting and calls rnn_core.train.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ import numpy as np
 import rnn_core as rc
 from workbook import files
 from workbook.batched import BLAS, BatchBuffers, forward_backward_batch, resets
+from workbook.runs import STOP_FILE
 
 VAL_BURN_IN, VAL_STREAMS = 1000, 64   # evaluate's defaults, which the report states
 
@@ -146,17 +148,29 @@ class RunReader(rc.Reader):
             bad("its optimiser state holds NaN, infinite or negative values")
 
 
-class SigintFlag:
+class StopFlag:
     """While active, Ctrl-C (SIGINT), SIGTERM and SIGHUP set .hit instead of stopping the
-    process: the loop stops between updates and keeps the run so far.
+    process, and so does the file that the environment's DD2424_STOP_RUN names, when it appears
+    (how make's planner asks a kernel to stop: it holds the signal's name). The loop stops
+    between updates and keeps the run so far.
 
-    A second one raises KeyboardInterrupt. Only the main thread can take signals; elsewhere
-    this does nothing.
+    A second signal raises KeyboardInterrupt. Only the main thread can take signals; elsewhere
+    they are left as they are.
     """
     SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self):
-        self.hit, self.old = False, {}
+        self.hit, self.old, self.file = False, {}, os.environ.get(STOP_FILE)
+
+    def asked(self, k: int) -> str | bool:
+        """The reason to stop before update k + 1, if any: a signal, or the file (looked for
+        every 100 updates)."""
+        if not self.hit and self.file and k % 100 == 0 and os.path.exists(self.file):
+            try:
+                self.hit = Path(self.file).read_text(encoding="utf-8").strip() or "the planner"
+            except OSError:
+                self.hit = "the planner"
+        return self.hit
 
     def handle(self, signum, frame):
         if self.hit:
@@ -179,11 +193,11 @@ class RunWatch(rc.Watch):
     at the end and when stopped by a signal (the time it cost included)."""
 
     def __init__(self, *, n_updates, sample_every, sample_length, progress, train_data, val_data, val_every,
-                 best_by, reset_ix, checkpoint, checkpoint_every, config, sigint: SigintFlag):
+                 best_by, reset_ix, checkpoint, checkpoint_every, config, stop: StopFlag):
         super().__init__(sample_every=sample_every, sample_length=sample_length, progress=progress)
         self.n_updates, self.val_data, self.val_every, self.best_by = n_updates, val_data, val_every, best_by
         self.reset_ix, self.checkpoint, self.checkpoint_every = reset_ix, checkpoint, checkpoint_every
-        self.train_data, self.config, self.sigint = train_data, config, sigint
+        self.train_data, self.config, self.stop = train_data, config, stop
 
     def begin(self, st: RunState) -> None:
         super().begin(st)
@@ -192,10 +206,11 @@ class RunWatch(rc.Watch):
             del st.val_update[-1], st.val_loss[-1]   # score: a run never stopped has none there
 
     def carry_on(self, st: RunState) -> bool:
-        if self.sigint.hit and st.k < self.n_updates:
+        by = self.stop.asked(st.k)
+        if by and st.k < self.n_updates:
             self.save(st)
             self.stopped = "interrupted"
-            self.message = (f"training stopped by {self.sigint.hit} after {st.k:,} of {self.n_updates:,} updates; "
+            self.message = (f"training stopped by {by} after {st.k:,} of {self.n_updates:,} updates; "
                             f"the run so far is kept, and resume=True continues it")
             return False
         if st.k > self.k0 and (st.k % self.checkpoint_every == 0 or st.k == self.n_updates):
@@ -314,11 +329,11 @@ def train(rnn: rc.RNN, data, *, n_updates: int, rng: np.random.Generator, seq_le
         reader.check_resumed(st, K, checkpoint)
     else:
         reader.start(st)
-    with SigintFlag() as sigint:
+    with StopFlag() as stop:
         watch = RunWatch(n_updates=n_updates, sample_every=sample_every, sample_length=sample_length,
                          progress=progress, train_data=data, val_data=val_data, val_every=val_every, best_by=best_by,
                          reset_ix=reset_ix, checkpoint=checkpoint, checkpoint_every=checkpoint_every, config=config,
-                         sigint=sigint)
+                         stop=stop)
         return rc.train(rnn, data, n_updates=n_updates, rng=rng, eta=eta, clip=clip, state=st, reader=reader,
                         watch=watch)
 
