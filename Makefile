@@ -14,16 +14,16 @@ unexport MPLBACKEND                # Agg would remove every plot from the execut
 # with ', ", $, ;, spaces or é is only data. The planner names the run, decides what is up to date,
 # builds it beside the old one and keeps what fails (see its docstring).
 VARIABLES := PRESET DATA SEED M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SAMPLE_EVERY P RESUME \
-  CODE TORCH AUTHOR SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN MAX_RUNS GRID LAB_ARGS SCHEDULER
+  CODE TORCH AUTHOR NOTES SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN MAX_RUNS GRID LAB_ARGS SCHEDULER
 $(foreach v,$(VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 PLANNER = -m workbook
 
-.PHONY: help setup report study batch compare test bench bench-torch torch lab clean corpus
+.PHONY: help setup report notes study batch compare test bench bench-torch torch lab clean corpus
 
 help: ## this list, the variables, and where the report would go
 	@$(PYTHON) $(PLANNER) help
 
-setup: $(VENV)/.installed tex ## create .venv, install requirements.txt and TeX (apt-get)
+setup: $(VENV)/.installed tex ## create .venv, install requirements.txt and, where it can, TeX (apt-get)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.10+ or set PYTHON=..."; exit 1; }
@@ -32,22 +32,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-TEX_PKGS := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core
-TEX_CMD := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(TEX_PKGS)
+# What the PDF needs (TeX, pandoc, fonts) is declared in workbook/render.py: the planner installs it
+# with apt-get as root or through sudo; where it cannot, make report writes report.html and says how.
 .PHONY: tex
-tex:
-	@if command -v xelatex >/dev/null && command -v pandoc >/dev/null && command -v pdftotext >/dev/null \
-	    && kpsewhich fvextra.sty >/dev/null && kpsewhich needspace.sty >/dev/null; then exit 0; fi; \
-	if ! command -v apt-get >/dev/null; then \
-	  echo "error: the PDF needs xelatex, pandoc and pdftotext; install TeX Live (xetex), pandoc and poppler, then re-run make" >&2; exit 1; fi; \
-	echo "installing TeX for the PDF (once, about 60 s): $(TEX_PKGS)"; \
-	if [ "$$(id -u)" = 0 ]; then sh -c '$(TEX_CMD)' >/dev/null; \
-	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo sh -c '$(TEX_CMD)' >/dev/null; \
-	else echo "error: the PDF needs TeX; run this once, then re-run make:" >&2; \
-	     echo "  sudo sh -c '$(TEX_CMD)'" >&2; exit 1; fi
+tex: $(VENV)/.installed
+	@$(PY) $(PLANNER) tex
 
 report: setup $(if $(filter 1 yes true,$(value TORCH)),torch) ## train, check, plot, sample and write the PDF report
 	@$(PY) $(PLANNER) report
+
+notes: ## write notes.md (or NOTES=...), your own words for the report, with its sections; never over one
+	@$(PYTHON) $(PLANNER) notes
 
 # make study / batch / compare: runs as Dask tasks (workbook/study.py), JOBS local workers with
 # one BLAS thread each, or SCHEDULER's cluster; a failed run stops none of the others and is
@@ -63,6 +58,7 @@ compare: setup ## the same for every preset in PRESETS: reports/compare-<presets
 
 # three test files at a time on two cores: most of a test's time is spent waiting on kernels and LaTeX
 test: setup ## run every test (engine, notebooks, the PDF, bad input)
+	@$(PY) $(PLANNER) need-tex
 	$(PY) -m pytest tests -q -rs -n 3 --dist loadfile
 
 bench: $(VENV)/.installed ## speed of rnn_core beside the textbook version, and of mini-batches

@@ -160,13 +160,15 @@ def finished(tmp_path_factory):
     return reports
 
 
-def test_a_failed_render_leaves_every_file_of_the_run_as_it_was(finished):
-    """nbconvert cannot run (no pandoc, no xelatex on PATH): the new author's PDF is not made,
-    and the run's report.ipynb, report.pdf and every other file stay byte for byte, with no log
-    added beside them."""
+def test_a_failed_render_leaves_every_file_of_the_run_as_it_was(finished, tmp_path):
+    """LaTeX fails (an xelatex that exits 1 comes first on PATH): the new author's report is not
+    made, and the run's report.ipynb, report.html, report.pdf and every other file stay byte for
+    byte, with no log added beside them."""
     before = tree(finished / "f")
+    (tmp_path / "xelatex").write_text("#!/bin/sh\necho 'a TeX that fails'\nexit 1\n")
+    (tmp_path / "xelatex").chmod(0o755)
     proc = planner("report", env={"REPORTS": str(finished), "RUN": "f", "N_UPDATES": "200", "P": TINY,
-                                  "AUTHOR": "Ada Lovelace", "PATH": str(Path(sys.executable).parent)})
+                                  "AUTHOR": "Ada Lovelace", "PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert proc.returncode != 0 and "could not render the report" in one_error(proc)
     assert tree(finished / "f") == before
     log = re.search(r"see (\S+report\.log)", proc.stderr)[1]

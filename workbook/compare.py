@@ -33,7 +33,7 @@ def load_run(run_dir) -> dict:
     val = read_validation(need(d, "validation.csv"))
     return {**info, "name": d.name, "per_char": h["smooth_loss"] / per,
             "best_per_char": info["best_smooth_loss"] / per,
-            "val_last": float(val[-1, 1]) if len(val) else None,
+            "val": val, "val_last": float(val[-1, 1]) if len(val) else None,
             "passage": (d / "passage.txt").read_text(encoding="utf-8")}
 
 
@@ -75,35 +75,55 @@ def compare_settings(runs: list, varied=()) -> list:
     return problems
 
 
+MEASURES = {"val": "held-out loss", "smooth": "final smooth loss"}      # the one measure runs are ranked by
+RULE = ("a setting leads when its mean is lower than the next one's by more than twice the largest seed spread "
+        "(the standard deviation over the seeds of any setting)")
+
+
+def measure_of(runs: list) -> str:
+    """The measure a comparison ranks by: the final model's loss on held-out text when every run
+    has one (the same text for all, never trained on), else the final smooth training loss."""
+    return "val" if all(r["val_last"] is not None for r in runs) else "smooth"
+
+
 def final_score(r: dict, metric: str) -> float:
     """A run's final number: its held-out loss ("val") or its final smooth loss, per character."""
     return r["val_last"] if metric == "val" else float(r["per_char"][-1])
 
 
+def verdict(lead: float, spread: float) -> str:
+    """The rule (RULE) applied: how a lead compares with the largest seed spread."""
+    if math.isnan(spread):
+        return "with one seed each, so the spread between seeds, and with it a lead, is unknown"
+    if lead > 2 * spread:
+        return f"more than twice the largest seed spread ({fmt_small(spread)}): it leads"
+    if lead > spread:
+        return (f"more than the largest seed spread ({fmt_small(spread)}) but less than twice it: "
+                f"not a lead by this rule; more seeds would tell")
+    return f"no more than the largest seed spread ({fmt_small(spread)}): within the noise between seeds"
+
+
 def compare_summary(groups: dict, metric: str = "smooth") -> str:
-    """Mean and spread of each group's final score (the smooth loss, or the held-out loss with
-    metric="val") and, for two or more groups, the winner and whether its lead exceeds the noise."""
-    what = "held-out loss" if metric == "val" else "final smooth loss"
+    """Mean and spread of each group's score on the one measure (MEASURES[metric]), and for two
+    or more groups the leader by RULE, with the numbers it was decided on."""
+    what = MEASURES[metric]
     stats = {}
-    for preset, rs in groups.items():
+    for label, rs in groups.items():
         final = np.array([final_score(r, metric) for r in rs])
-        stats[preset] = (final.mean(), final.std(ddof=1) if len(final) > 1 else float("nan"), len(final),
-                         final.max() - final.min())
-    parts = [f"**{p}**: {what} {m:.3f} nats per character on average over {n} seed{'s' if n > 1 else ''}"
+        stats[label] = (final.mean(), final.std(ddof=1) if len(final) > 1 else float("nan"), len(final),
+                        final.max() - final.min())
+    parts = [f"**{g}**: {m:.3f} on average over {n} seed{'s' if n > 1 else ''}"
              + (f" (standard deviation {fmt_small(s)}, range {fmt_small(rg)})" if n > 1 else "")
-             for p, (m, s, n, rg) in stats.items()]
-    text = "; ".join(parts) + "."
+             for g, (m, s, n, rg) in stats.items()]
+    text = f"The runs are ranked by one measure, the {what} in nats per character (lower is better): " + \
+        "; ".join(parts) + "."
     if len(stats) >= 2:
         ranked = sorted(stats.items(), key=lambda kv: kv[1][0])
-        (win, (m1, *_)), (second, (m2, *_)) = ranked[0], ranked[1]
-        diff = m2 - m1
-        sds = [s for _, (_, s, _, _) in ranked if not math.isnan(s)]
-        noise = max(sds) if sds else float("nan")
-        verdict = ("larger than the spread between seeds" if not math.isnan(noise) and diff > 2 * noise else
-                   "within the noise between seeds" if not math.isnan(noise) else "with one seed each, so the noise is unknown")
-        text += (f" **{win}** ends lower than **{second}** by {fmt_small(diff)} nats per character "
-                 f"({fmt_small(diff / math.log(2))} bits), {verdict}"
-                 + (f" (largest seed standard deviation {fmt_small(noise)})." if not math.isnan(noise) else "."))
+        (first, (m1, *_)), (second, (m2, *_)) = ranked[0], ranked[1]
+        spreads = [s for _, (_, s, _, _) in ranked if not math.isnan(s)]
+        spread = max(spreads) if spreads else float("nan")
+        text += (f" The rule: {RULE}. **{first}** has the lowest {what}, {fmt_small(m2 - m1)} below **{second}** "
+                 f"({fmt_small((m2 - m1) / math.log(2))} bits), {verdict(m2 - m1, spread)}.")
     return text
 
 
@@ -146,14 +166,18 @@ def main(argv=None) -> int:
                                    f"{len(args.runs)} run{'s' if len(args.runs) > 1 else ''}",
             "authors": [{"name": args.author}],
             "date": datetime.date.today().strftime("%-d %B %Y")})
-        pdf = render.to_pdf(nb, out, "comparison")
+        made = render.write_report(nb, out, "comparison")
     except render.StepFailed as err:
         print(f"error: {err.text(out)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    print(f"comparison: {pdf}")
+    if made["pdf"]:
+        print(f"comparison: {made['pdf']} (and comparison.html beside it)")
+    else:
+        print(f"comparison: {made['html']}\nno PDF: this machine lacks {', '.join(render.tex_missing())}; to add it: "
+              f"{render.how_to_add_pdf()}")
     return 0
 
 

@@ -279,6 +279,8 @@ PARAMETERS = [
     P("check_torch", '"auto"', TorchChoice(),
       'gradient check against PyTorch autograd: "auto" (if installed), True, False', (G,)),
     P("speed", "True", Flag(), "time the gradient computation against the textbook version (and PyTorch)", (G,)),
+    P("notes", '"../notes.md"', Text(), "your own words for the report: a Markdown file of ## sections (make notes)",
+      (G, T, L, S)),
     # 05_compare reads finished runs; it takes only these
     P("runs", "[]", Any("list of run folders"), 'run folders to compare, e.g. ["../reports/classic-seed-1", ...]',
       (COMPARE,)),
@@ -317,6 +319,7 @@ def recorded(values: dict) -> dict:
 
 
 GROWS_ON_RESUME = "n_updates"    # the one setting of the training that a resumed run may change
+RENDER_ONLY = ("notes",)         # what only the report shows: the training's fingerprint leaves it out
 
 
 # ----------------------------------------------------------------------------- checking values

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from workbook import params
 from workbook.runs import (MARK, NOTEBOOKS, ROOT, STOP_FILE, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
+                           make_command,
                            made_by_workbook, plan_run, read_plan, rel, reports_folder, resolve_params,
                            resume_settings, say, study_name, trained, value_of, write_plan)
 
@@ -288,10 +289,10 @@ def checkpoint_to_resume(run: Run, fp: dict) -> tuple[Path, int]:
             diff = [f"{name}={there.get(name)!r} there, {v!r} now" for name, v in resume_settings(run.params).items()
                     if there.get(name) != v] or ["or another text"]
             others.append(f"{rel(d / 'checkpoint.npz')} (update {k:,}) is of other settings ({'; '.join(diff)})"
-                          + (f"; this continues it: {plan['command']}" if plan.get("command") else ""))
+                          + (f"; this continues it: {plan['continues']}" if plan.get("continues") else ""))
         elif k > n:
             others.append(f"{rel(d / 'checkpoint.npz')} (update {k:,}) is beyond n_updates = {n:,}"
-                          + (f"; this continues it: {plan['command']}" if plan.get("command") else ""))
+                          + (f"; this continues it: {plan['continues']}" if plan.get("continues") else ""))
         else:
             fits.append((d / "checkpoint.npz", k))
     if not fits:
@@ -323,6 +324,16 @@ def check_data(values: dict) -> None:
                             f"data_path must be a path or a list of paths, got {path!r}") from None
 
 
+def check_notes(run: Run) -> None:
+    """The student's notes name only sections of the report."""
+    from workbook import notes, render
+    if run.notes:
+        try:
+            notes.read(run.notes, render.notes_titles())
+        except (ValueError, OSError) as err:
+            raise PlanError(str(err)) from None
+
+
 def check_run(run: Run):
     """The text read and checked once for the run before any kernel starts, with the values
     that depend on it; the Corpus is returned, and build_new hands it to the notebooks in
@@ -343,6 +354,7 @@ def build(run: Run, stop: Stop, quiet: bool = False) -> int:
         try:
             run.params = resolve_params(run)     # every value checked, before the text is hashed or read
             check_data(run.params)
+            check_notes(run)
         except PlanError as err:
             raise untouched(run, err) from None
         fp = fingerprint(run)
@@ -351,13 +363,33 @@ def build(run: Run, stop: Stop, quiet: bool = False) -> int:
         if study and not complete and resumable(run, fp):   # a study continues what a lost worker began
             run.resume = True
         if complete and not run.resume:
-            if not run.pdf or plan.get("render") == fp["render"] and (run.folder / "report.pdf").is_file():
+            if not run.pdf or plan.get("render") == fp["render"] and rendered(run.folder, plan):
                 say(f"{rel(run.folder)} is up to date" + ("" if quiet else ": nothing to do"))
                 if run.pdf:
-                    say(f"report: {run.folder / 'report.pdf'}")
+                    say_report(run.folder)
                 return 0
             return render_again(run, plan, fp)
         return build_new(run, fp, stop, quiet)
+
+
+def rendered(folder: Path, plan: dict) -> bool:
+    """Whether a run folder holds its report as last rendered: the HTML, and the PDF of the same
+    render (plan.json's pdf_render) unless this machine has no TeX to make one."""
+    from workbook import render
+    pdf = (folder / "report.pdf").is_file() and plan.get("pdf_render") == plan.get("render")
+    return (folder / "report.html").is_file() and (pdf or bool(render.tex_missing()))
+
+
+def say_report(folder: Path) -> None:
+    """Where the report is: the PDF, or the HTML and one line on how to add the PDF."""
+    from workbook import render
+    missing = render.tex_missing()
+    if not missing:
+        say(f"report: {folder / 'report.pdf'} (and report.html beside it)")
+    else:
+        earlier = " (report.pdf there is an earlier render's)" if (folder / "report.pdf").is_file() else ""
+        say(f"report: {folder / 'report.html'}{earlier}",
+            f"no PDF: this machine lacks {', '.join(missing)}; to add it: {render.how_to_add_pdf()}")
 
 
 def untouched(run: Run, err: PlanError) -> PlanError:
@@ -378,10 +410,11 @@ def render_again(run: Run, plan: dict, fp: dict) -> int:
     try:
         trial.mkdir()
         shutil.copyfile(run.folder / "plan.json", trial / "plan.json")      # marks it as the workbook's
-        render.render(run.folder, run.code, run.author, out_dir=trial)
-        for name in ("report.ipynb", "report.pdf"):
+        made = render.render(run.folder, run.code, run.author, out_dir=trial, notes_file=run.notes)
+        for name in ("report.ipynb", "report.html") + (("report.pdf",) if made["pdf"] else ()):
             os.replace(trial / name, run.folder / name)
-        write_plan(run.folder, {**plan, "render": fp["render"], "author": run.author, "code": run.code})
+        write_plan(run.folder, {**plan, "render": fp["render"], "author": run.author, "code": run.code,
+                                "pdf_render": fp["render"] if made["pdf"] else plan.get("pdf_render")})
     except render.StepFailed as err:
         say(f"error: {err.text(trial)}", f"  the run in {rel(run.folder)} is untouched", err=True)
         return 1
@@ -390,7 +423,7 @@ def render_again(run: Run, plan: dict, fp: dict) -> int:
             f"untouched", err=True)
         return 1
     shutil.rmtree(trial, ignore_errors=True)
-    say(f"report: {run.folder / 'report.pdf'}")
+    say_report(run.folder)
     return 0
 
 
@@ -408,9 +441,10 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     shutil.rmtree(building, ignore_errors=True)
     plan = {"kind": f"{MARK} run", "status": "building", **fp, "name": run.name, "preset": run.preset,
             "seed": run.seed, "explicit": run.explicit, "settings": resume_settings(run.params),
-            "author": run.author, "code": run.code,
+            "author": run.author, "code": run.code, "variables": run.variables,
+            "continues": run.command, "notes": str(run.notes or ""),
             "pdf": run.pdf, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "planner_started": STARTED,
-            "command": run.command}
+            "command": make_command("report", run.variables)}
     try:
         building.mkdir(parents=True)
         write_plan(building, plan)
@@ -438,10 +472,10 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
             render.execute(step, building, values, quiet)
             if stop.name:
                 raise Interrupted
-        if run.pdf:
-            render.render(building, run.code, run.author)
+        made = render.render(building, run.code, run.author, notes_file=run.notes) if run.pdf else {"pdf": None}
         add_fingerprint(building, fp)
-        write_plan(building, {**plan, "status": "complete", "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        write_plan(building, {**plan, "status": "complete", "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              "pdf_render": fp["render"] if made["pdf"] else None})
     except StepFailed as err:
         failure, notebook, log = err.message, err.notebook, err.log
     except (Interrupted, KeyboardInterrupt):
@@ -458,9 +492,9 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
             say(f"note: {', '.join(data_paths(run.params))} changed during the run, which went on with the text "
                 f"as it was when it started; make again to train on the new text")
         took = f"done in {time.perf_counter() - start:.0f} s"
-        say(f"{took}: {run.folder / 'report.pdf'}" if run.pdf else f"{took}: {rel(run.folder)}")
+        say(f"{took}: {rel(run.folder)}")
         if run.pdf:
-            say(f"report: {run.folder / 'report.pdf'}")
+            say_report(run.folder)
         return 0
     return report_failure(run, building, failure, notebook, log)
 
@@ -491,7 +525,7 @@ def note_failed_further(run: Run) -> None:
         k, plan = checkpoint_updates(d), read_plan(d)
         if plan.get("resume") != key:
             say(f"  {rel(d)} is kept: an attempt of other settings (update {k:,}); "
-                + (f"this continues it: {plan['command']}; " if plan.get("command") and k > 0 else "")
+                + (f"this continues it: {plan['continues']}; " if plan.get("continues") and k > 0 else "")
                 + "make clean deletes it")
         elif k > done:
             say(f"  {rel(d)} is kept: its checkpoint is further along (update {k:,}); "
@@ -637,6 +671,22 @@ def clean(env=None) -> int:
     return 0
 
 
+def write_notes() -> int:
+    """make notes: a starter file for the student's own words, with the report's sections; never
+    over one that exists."""
+    from workbook import notes, render
+    path = Path(value_of("NOTES")).expanduser()
+    if path.exists():
+        raise PlanError(f"{path} exists, and make notes never writes over it; edit it, or give NOTES=another.md")
+    try:
+        path.write_text(notes.starter(render.notes_titles()), encoding="utf-8")
+    except OSError as err:
+        raise PlanError(f"cannot write {path}: {err.strerror}") from None
+    say(f"wrote {path}: put your own words under its headings; make report adds them to the report"
+        + ("" if path.name == "notes.md" and path.parent.resolve() == ROOT else f" (with NOTES={path})"))
+    return 0
+
+
 def lab() -> int:
     """make lab: JupyterLab on notebooks/, with --allow-root when run as root (Jupyter refuses
     root otherwise); LAB_ARGS is split as a shell would split it, but never run by one."""
@@ -651,9 +701,30 @@ def lab() -> int:
     os.execv(str(jupyter), args)
 
 
+def tex() -> int:
+    """make setup's TeX step: what the PDF needs, installed with apt-get where this user may (as
+    root, or through sudo without a password); else nothing is asked, and make report writes the
+    HTML and says in one line how to add the PDF."""
+    from workbook import render
+    if render.tex_missing(optional=True):
+        render.install_tex()
+    return 0
+
+
+def need_tex() -> int:
+    """make test's: the tests read PDFs, so what the PDF needs must be there, the emoji font too."""
+    from workbook import render
+    tex()
+    missing = render.tex_missing(optional=True)
+    if missing:
+        raise PlanError(f"the tests read PDFs, and this machine lacks {', '.join(missing)}; to add them: "
+                        f"{render.how_to_add_pdf()}")
+    return 0
+
+
 def where(env=None) -> int:
     run = plan_run(value_of("PRESET", env), value_of("SEED", env), env=env)
-    say(f"With these settings the report goes to {rel(run.folder)}/report.pdf")
+    say(f"With these settings the report goes to {rel(run.folder)}/report.pdf (and report.html)")
     return 0
 
 
@@ -674,8 +745,8 @@ def help_text() -> int:
 
 
 VERBS = {"report": report, "one": one, "batch": lambda: study("batch"), "compare": lambda: study("compare"),
-         "study": lambda: study("study"), "lab": lab,
-         "clean": clean, "where": where, "help": help_text}
+         "study": lambda: study("study"), "lab": lab, "notes": write_notes,
+         "clean": clean, "where": where, "help": help_text, "tex": tex, "need-tex": need_tex}
 
 
 def main(argv=None) -> int:

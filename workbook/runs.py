@@ -51,12 +51,14 @@ ARTEFACTS = {
     "loss.png": "03_loss_plot: the smooth-loss figure (a picture)",
     "validation.pdf": "03_loss_plot: training and validation loss per character (with val_fraction > 0)",
     "04_synthesis.ipynb": "04_synthesis: the executed notebook",
-    "passage.txt": "04_synthesis: the 1000-character passage (or the tweets) from the best model",
+    "passage.txt": "04_synthesis: the passage (passage_length characters, or the tweets) from the best model",
     "report.ipynb": "the report: the executed notebooks and the code, as one notebook",
-    "report.pdf": "the report: every section above, then rnn_core.py",
+    "report.html": "the report as one self-contained web page, written also where TeX is missing",
+    "report.pdf": "the report: every section above, then rnn_core.py (where TeX is installed)",
     "report.log": "the report: LaTeX's log, when it could not render",
 }
-COMPARISON_FILES = ("plan.json", "05_compare.ipynb", "comparison.ipynb", "comparison.pdf", "comparison.log", "grid.pdf")
+COMPARISON_FILES = ("plan.json", "05_compare.ipynb", "comparison.ipynb", "comparison.html", "comparison.pdf",
+                    "comparison.log", "grid.pdf")
 
 
 def made_by_workbook(name: str) -> bool:
@@ -95,6 +97,8 @@ VARIABLES = [Variable(var, p.name, make_default(p), p.help) for var, p in params
     Variable("CODE", None, "", "CODE=1 keeps the code cells in the PDF; CODE=all also prints the package's modules"),
     Variable("TORCH", None, "", "TORCH=1 installs PyTorch first (make torch): the autograd check and its speed"),
     Variable("AUTHOR", None, "DD2424 workbook", "name on the title page"),
+    Variable("NOTES", None, "notes.md", "your own words for the report, a Markdown file (used when it exists; make notes "
+                                        "writes a starter)"),
     Variable("SEEDS", None, "1 2 3 4", "seeds of make batch / make compare / make study"),
     Variable("PRESETS", None, "classic adam2025", "presets of make compare"),
     Variable("JOBS", None, "2", "runs at a time in make study / batch / compare (local Dask workers)"),
@@ -188,9 +192,11 @@ class Run:
     explicit: list            # [(notebook parameter, value as typed)] beside the preset
     author: str = "DD2424 workbook"
     code: str = ""            # "" (no code cells), "cells", "all" (cells and the package's modules printed)
+    notes: Path | None = None  # the student's notes for the report, when there are any
     pdf: bool = True
     resume: bool = False
-    command: str = ""         # the make command that makes it again (for messages)
+    command: str = ""         # the make command that continues it (RESUME=1), for messages
+    variables: dict = field(default_factory=dict)   # the make variables as the user typed them
     params: dict = field(default_factory=dict)
 
     @property
@@ -261,7 +267,8 @@ def make_command(verb: str, env=None, **extra) -> str:
     return " ".join(words)
 
 
-PLANNERS = {"run_dir": "RUN=name names the run's folder", "resume": "RESUME=1 continues a run"}
+PLANNERS = {"run_dir": "RUN=name names the run's folder", "resume": "RESUME=1 continues a run",
+            "notes": "NOTES=file adds your notes to the report"}
 
 
 def plan_run(preset: str, seed: str, *, env=None, pdf: bool = True, name: str | None = None) -> Run:
@@ -283,8 +290,15 @@ def plan_run(preset: str, seed: str, *, env=None, pdf: bool = True, name: str | 
         raise PlanError(f"{n} is the planner's to set, not P's: {PLANNERS[n]}")
     reports = reports_folder(env)
     name = check_run_name(name or given("RUN", env) or run_name(preset, seed, env))
+    notes = Path(value_of("NOTES", env)).expanduser()
+    if not notes.is_file():
+        if given("NOTES", env):
+            raise PlanError(f"NOTES={given('NOTES', env)}: no such file; make notes NOTES=... writes a starter there")
+        notes = None
     return Run(name=name, reports=reports, preset=preset, seed=seed, explicit=explicit,
-               author=author, code=code_mode(env), pdf=pdf,
+               author=author, code=code_mode(env), pdf=pdf, notes=notes and notes.resolve(),
+               variables={**{v.name: env[v.name] for v in VARIABLES if env.get(v.name)}, "PRESET": preset,
+                          "SEED": seed},
                resume=value_of("RESUME", env) in TRUE,
                command=make_command("report", env, PRESET=preset, SEED=seed, RESUME="1"))
 
@@ -309,6 +323,7 @@ def resolve_params(run: Run) -> dict:
         values["data_path"] = [absolute(p) for p in data] if isinstance(data, list) else absolute(data)
         for name in ("run_dir", "resume"):
             values.pop(name, None)
+        values["notes"] = ""            # the notebooks show none: the report's are added as it is rendered
         return params.check(values)
     except RNNError as err:        # a value, a name or a preset that is wrong
         raise PlanError(str(err)) from None
@@ -382,7 +397,8 @@ def code_files() -> list:
             + modules_used(params.RUN_NOTEBOOKS))
 
 
-RENDER_FILES = ["workbook/render.py", "workbook/pdf/workbook.tex.j2"]   # what only the PDF depends on
+RENDER_FILES = ["workbook/render.py", "workbook/notes.py", "workbook/show.py", "workbook/templates/workbook.tex.j2",
+                "workbook/templates/workbook.html.j2"]   # what only the report depends on (and the student's notes)
 
 
 def fingerprint(run: Run, digests: list | None = None) -> dict:
@@ -392,7 +408,7 @@ def fingerprint(run: Run, digests: list | None = None) -> dict:
     it (the text it trained on); else the files are read for them."""
     import importlib.util
     digests = data_digests(run.params) if digests is None else digests
-    values = {k: v for k, v in run.params.items() if k not in ("resume", "run_dir")}
+    values = {k: v for k, v in run.params.items() if k not in ("resume", "run_dir", *params.RENDER_ONLY)}
     h = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
     for digest in digests:
         h.update(digest.encode())
@@ -402,8 +418,8 @@ def fingerprint(run: Run, digests: list | None = None) -> dict:
     train = h.hexdigest()[:16]
     r = hashlib.sha256(train.encode())
     r.update(json.dumps({"author": run.author, "code": run.code}).encode())
-    for name in RENDER_FILES:
-        hash_file(r, ROOT / name)
+    for path in [ROOT / name for name in RENDER_FILES] + ([run.notes] if run.notes else []):
+        hash_file(r, path)
     return {"train": train, "render": r.hexdigest()[:16], "resume": resume_key(run.params, digests)}
 
 
