@@ -2,6 +2,7 @@
 tiny parameters and its PDF's text, bad input through make, and clean source notebooks."""
 import csv
 import hashlib
+import html
 import importlib.util
 import json
 import math
@@ -256,8 +257,14 @@ def test_make_report_writes_a_pdf_with_every_section(quick_report):
                           rng=np.random.default_rng([1, 4]), temperature=1.0, top_p=1.0)   # the row's text
     assert vocab.decode(plain).startswith((run / "passage.txt").read_text(encoding="utf-8"))    # continued
     assert said.count("top-p 1.0") == said.count("= top-p 1.0") + said.count("and top-p 1.0 are the same rule")
-    sampling = said.split("Appendix: the code")[0].split("Temperature and nucleus sampling")[-1]
+    sampling = said.split("Appendix: the code")[0].split("Sampling: temperature and top-p")[-1]
     assert sampling.count("greedy") == 3                      # said what it is, a row, a text
+    prose = said.split("Appendix: the code")[0]
+    assert not [p.name for p in params.PARAMETERS if "_" in p.name and p.name in prose]   # no code names
+    # a run of 0.08 epochs: no epoch boundary drawn or spoken of, and the conclusion says why it compares
+    # the last updates with the ones before (other text, not the same chunks an epoch earlier)
+    assert "dashed lines" not in prose and "new epoch" not in prose and "epoch boundary" not in prose
+    assert "The run ended in its first epoch, so it read no chunk twice" in prose
 
 
 def test_the_code_appendix_prints_the_assignment_and_names_the_rest(quick_report):
@@ -290,6 +297,97 @@ def test_make_report_again_does_no_work(quick_report):
     proc = make("report", "N_UPDATES=3000", "SAMPLE_EVERY=1000", "RUN=quick", reports=run.parent)
     assert "01_gradient_check" not in proc.stdout
     assert (run / "report.pdf").stat().st_mtime_ns == before
+
+
+NOTES = """I ran this on my laptop, with the defaults.
+
+## Smooth loss
+
+The curve drops fast \U0001F600, then levels off; $\\ell$ is in nats.
+
+## Conclusion
+
+Next I would try an LSTM.
+"""
+
+
+def test_the_students_notes_go_where_they_belong_without_training_again(quick_report, tmp_path):
+    """NOTES=file (a name with a space, an accent, a quote and a dollar): the opening text before
+    the report's first section, each ## section at the end of the report's section of that title,
+    in the PDF and the HTML, set apart as the author's; the run is not trained again."""
+    run, _ = quick_report
+    reports = tmp_path / "reports"
+    shutil.copytree(run, reports / "quick")
+    notes = tmp_path / "my notes é 'x' $y.md"
+    notes.write_text(NOTES, encoding="utf-8")
+    proc = make("report", "N_UPDATES=3000", "SAMPLE_EVERY=1000", "RUN=quick", f"NOTES={notes}", reports=reports)
+    assert "02_train" not in proc.stdout and "01_gradient_check" not in proc.stdout
+    text = " ".join(pdf_text(reports / "quick" / "report.pdf").split("Appendix: the code")[0].split())
+    page = (reports / "quick" / "report.html").read_text(encoding="utf-8").split("<body")[1]
+    flat = html.unescape(" ".join(re.sub(r"<[^>]+>", " ", page).split()))
+    text, flat = text.replace("\u2019", "'"), flat.replace("\u2019", "'")      # typographic apostrophes
+    for said in (text, flat):
+        order = [said.index(s) for s in (
+            "Text beside a grey bar is the author's own", "I ran this on my laptop", "The run", "Smooth loss",
+            "The curve drops fast", "Synthesized text", "Conclusion", "Next I would try an LSTM")]
+        assert order == sorted(order), said[:300]
+        assert said.count("The author's notes:") == 3
+    assert "levels off" in text and "<blockquote>" in page
+    changed = make("report", "N_UPDATES=3000", "SAMPLE_EVERY=1000", "RUN=quick", f"NOTES={notes}", reports=reports)
+    assert "02_train" not in changed.stdout
+    notes.write_text(NOTES.replace("## Conclusion", "## Conclusions"), encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in (reports / "quick").iterdir() if p.is_file()}
+    bad = make("report", "N_UPDATES=3000", "SAMPLE_EVERY=1000", "RUN=quick", f"NOTES={notes}", reports=reports,
+               check=False)
+    error = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert bad.returncode and len(error) == 1 and "'## Conclusions' names no section of the report" in error[0]
+    assert all(t in error[0] for t in render.notes_titles()) and "Traceback" not in bad.stderr
+    assert {p.name: p.read_bytes() for p in (reports / "quick").iterdir() if p.is_file()} == before
+
+
+def test_make_notes_offers_a_starter_and_never_overwrites_one(tmp_path):
+    notes = tmp_path / "notes é.md"
+    first = make("notes", f"NOTES={notes}", reports=tmp_path)
+    starter = notes.read_text(encoding="utf-8")
+    assert [line[3:] for line in starter.splitlines() if line.startswith("## ")] == render.notes_titles()
+    assert "Gradient check" in render.notes_titles() and str(notes) in first.stdout
+    notes.write_text("mine", encoding="utf-8")
+    again = make("notes", f"NOTES={notes}", reports=tmp_path, check=False)
+    assert again.returncode and "never writes over it" in again.stderr and notes.read_text(encoding="utf-8") == "mine"
+
+
+C0 = np.array([0x1f, 0x77, 0xb4])     # matplotlib's first colour: the smooth-loss curve
+
+
+def blue_rows(png: Path) -> np.ndarray:
+    """The rows of a screenshot where the smooth-loss curve's colour is seen."""
+    import matplotlib.image
+    rgb = (matplotlib.image.imread(png)[..., :3] * 255).round()
+    return np.flatnonzero((np.abs(rgb - C0).max(axis=-1) <= 24).any(axis=1))
+
+
+def test_the_html_report_is_one_file_that_a_browser_draws(quick_report, tmp_path):
+    """Nothing fetched (figures embedded, no scripts), the same sections as the PDF, mathematics as
+    MathML; and headless Chromium, at a desktop's and a phone's width, draws the smooth-loss figure."""
+    run, _ = quick_report
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page and not re.search(r"""(src|href)=["']?(https?:)?//""", page.replace("<a href", ""))
+    assert page.count('src="data:image/png;base64,') >= 2 and "<math" in page
+    for heading in ("The run", "Gradient check", "Smooth loss", "Synthesized text", "Beyond the assignment",
+                    "Held-out loss", "Conclusion", "Appendix: the code"):
+        assert f">{heading}</h" in page, heading
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    seen = {}
+    for name, size in (("desktop", "900,4000"), ("phone", "400,6000")):   # the page's top, tall enough
+        png = tmp_path / f"{name}.png"
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={size}", f"--screenshot={png}",
+                        (run / "report.html").as_uri()], capture_output=True, timeout=120, check=True)
+        seen[name] = blue_rows(png)
+    for name, rows in seen.items():     # the curve, drawn below the first screen (the run, the gradient check)
+        assert len(rows) > 20 and rows[0] > 1000, (name, rows[:5])
 
 
 # ----------------------------------------------------------------------------- bad input, the README's table
@@ -525,7 +623,7 @@ def batched_paragraph(notebook: Path) -> str:
     """The executed gradient check's paragraph on the batched pass."""
     texts = [o.get("data", {}).get("text/markdown", "") for c in nbformat.read(notebook, as_version=4).cells
              for o in c.get("outputs", [])]
-    return next(t for t in texts if t.startswith("**The batched pass**"))
+    return next(t for t in texts if t.startswith("## The batched pass"))
 
 
 def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_path):
@@ -549,8 +647,8 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
                if r["method"] == "complex step, batched pass"]  # the pass with resets, checked in 01
     assert len(batched) == 5 and max(r["max"] for r in batched) < 1e-10
     shown = batched_paragraph(tmp_path / "01_gradient_check.ipynb")
-    assert "(one stream of 25 characters, each from its own hidden state, h restarting" in shown
-    said = "".join(o.get("data", {}).get("text/markdown", "") for c in
+    assert "(one stream of 25 characters, h restarting at each tweet's start), at m = " in shown
+    said = "".join(o.get("data", {}).get("text/plain", "") for c in
                    nbformat.read(tmp_path / "04_synthesis.ipynb", as_version=4).cells for o in c.get("outputs", []))
     assert "writes 12 tweets, each from a zero hidden state after an end-of-tweet character" in said
 
@@ -599,7 +697,7 @@ def test_characters_outside_the_pdf_font_are_boxed_and_invisible_ones_left_out()
     latex = show.Text("so \u4e2d good\x07\u200d")._repr_mimebundle_()["text/latex"]
     assert "so □ good□\n" in latex
     assert ("In this box: 1 character that no font here draws and 1 control character, as □; 1 invisible character "
-            "(joiners, variation selectors) left out.") in latex
+            "(joiners, variation selectors, skin tones) left out.") in latex
 
 
 def test_spreads_and_differences_keep_their_digits_in_the_comparison():

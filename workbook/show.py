@@ -51,9 +51,11 @@ def system_font(family: str) -> list:
 
 
 def invisible(ch: str) -> bool:
-    """Zero-width joiners, variation selectors and other format characters: no glyph of their own."""
+    """Zero-width joiners, variation selectors, skin-tone modifiers and other format characters: no
+    glyph of their own in a font without colour."""
     c = ord(ch)
-    return unicodedata.category(ch) == "Cf" or 0xFE00 <= c <= 0xFE0F or 0xE0100 <= c <= 0xE01EF
+    return (unicodedata.category(ch) == "Cf" or 0xFE00 <= c <= 0xFE0F or 0xE0100 <= c <= 0xE01EF
+            or 0x1F3FB <= c <= 0x1F3FF)     # skin tones: they colour the emoji before them, in colour fonts only
 
 
 def for_pdf(text: str) -> tuple[str, dict]:
@@ -63,10 +65,10 @@ def for_pdf(text: str) -> tuple[str, dict]:
     have = drawable()
     out, changed = [], {"invisible": 0, "control": 0, "missing": 0}
     for ch in text:
-        if ord(ch) in have:
-            out.append(ch)
-        elif invisible(ch):
+        if invisible(ch):
             changed["invisible"] += 1
+        elif ord(ch) in have:
+            out.append(ch)
         else:
             out.append(PLACEHOLDER)
             changed["control" if unicodedata.category(ch) == "Cc" else "missing"] += 1
@@ -80,7 +82,7 @@ def unshown_note(changed: dict) -> str:
     boxed = [n("missing", "character") + " that no font here draws"] if changed["missing"] else []
     boxed += [n("control", "control character")] if changed["control"] else []
     parts = ([" and ".join(boxed) + ", as " + PLACEHOLDER] if boxed else []) \
-        + ([n("invisible", "invisible character") + " (joiners, variation selectors) left out"]
+        + ([n("invisible", "invisible character") + " (joiners, variation selectors, skin tones) left out"]
            if changed["invisible"] else [])
     return ("In this box: " + "; ".join(parts) + ".") if parts else ""
 
@@ -101,9 +103,15 @@ def latex_verbatim(text: str, size: str = "small", frame: bool = True) -> str:
 # the template's page (A4, 16.2 cm x 25.3 cm of text) in lines of DejaVu Sans Mono, as XeTeX sets
 # them: characters across a framed box of the text's width, and lines down a page, at the two sizes
 # boxes use (tests/test_report.py measures both)
-ACROSS = {"small": 93, "footnotesize": 104}
+ACROSS = {"small": 94, "footnotesize": 104}
 DOWN = {"small": 60, "footnotesize": 65}
 BROKEN = 4      # a broken line continues after an arrow, this many characters in
+GAP = 6         # characters lost to the gap between two columns
+
+
+def across(size: str, columns: int = 1) -> int:
+    """Characters across one of `columns` columns of a text-wide box in this type size."""
+    return (ACROSS[size] - GAP * (columns - 1)) // columns
 
 
 def wrapped_lines(text: str, width: int) -> int:
@@ -111,15 +119,21 @@ def wrapped_lines(text: str, width: int) -> int:
     return sum(1 + max(0, -(-(len(line) - width) // (width - BROKEN))) for line in text.split("\n"))
 
 
-def latex_box(text: str, label: str = "", size: str = "small", columns: int = 1, lead: str = "") -> str:
+def box_lines(text: str, size: str, columns: int = 1, within: int = 1) -> int:
+    """The lines down a box (its label, frame and note included) in a column of `within` columns
+    of the page, its text set in `columns` columns."""
+    return -(-wrapped_lines(for_pdf(text)[0], across(size, columns * within)) // columns) + 4
+
+
+def latex_box(text: str, label: str = "", size: str = "small", columns: int = 1, lead: str = "",
+              within: int = 1) -> str:
     """A sentence that leads into the box, a label, its text in a frame (in one or two columns),
-    and a note of what the PDF could not draw. A box that fits on a page is kept whole on one (a
-    minipage never breaks), with its lead; a longer one breaks across pages, its label and lead
-    kept with its first lines."""
+    and a note of what the PDF could not draw; within: the columns of the page it sits in. A box
+    that fits on a page is kept whole on one (a minipage never breaks), with its lead; a longer
+    one breaks across pages, its label and lead kept with its first lines."""
     safe, changed = for_pdf(text)
     note = unshown_note(changed)
-    width = (ACROSS[size] - 6 * (columns - 1)) // columns        # a column's characters: the gap off
-    whole = -(-wrapped_lines(safe, width) // columns) + 4 + (4 if lead else 0) <= DOWN[size]
+    whole = box_lines(text, size, columns, within) + (4 if lead else 0) <= DOWN[size]
     head = ((f"{latex_escape(lead)}\\par\\nopagebreak\\smallskip\n" if lead else "")
             + (f"{{\\raggedright\\textbf{{{latex_escape(label)}}}\\par}}\\nopagebreak\\vspace{{2pt}}\n" if label else ""))
     tail = f"{{\\footnotesize {latex_escape(note)}}}\n" if note else ""
@@ -156,7 +170,7 @@ class Text:
         self.text, self.label, self.lead = text, label, lead      # lead: a plain sentence kept with the box
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        two = wrapped_lines(self.text, ACROSS["small"]) > self.LONG
+        two = wrapped_lines(self.text, across("small")) > self.LONG
         return {"text/plain": "".join(x + "\n" for x in (self.lead, self.label) if x) + self.text,
                 "text/html": html_box(self.text, self.label, 2 if two else 1, self.lead),
                 "text/latex": latex_box(self.text, self.label, "footnotesize", 2, self.lead) if two else
@@ -172,11 +186,14 @@ class Samples:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         boxes = "".join(f"<div>{html_box(t, label)}</div>" for label, t in self.items)
+        tallest = min(max(box_lines(t, "footnotesize", within=2) for _, t in self.items), DOWN["footnotesize"])
         return {"text/plain": "\n\n".join(f"{label}\n{t}" for label, t in self.items),
                 "text/html": "<div style='display: grid; grid-template-columns: repeat(auto-fit, minmax(20em, 1fr)); "
                              f"gap: 0 12px'>{boxes}</div>",
-                "text/latex": "\\begin{multicols}{2}\\raggedcolumns\n" + "".join(latex_box(t, label, "footnotesize")
-                                                                                  for label, t in self.items)
+                # room for the tallest box before the columns start: multicols never moves a whole box on
+                "text/latex": f"{{\\footnotesize\\needspace{{{tallest}\\baselineskip}}}}"
+                "\\begin{multicols}{2}\\raggedcolumns\n"
+                + "".join(latex_box(t, label, "footnotesize", within=2) for label, t in self.items)
                 + "\\end{multicols}\n"}
 
 
