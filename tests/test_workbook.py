@@ -169,8 +169,8 @@ def test_a_crlf_book_in_random_order_through_the_notebooks(tmp_path):
     book = tmp_path / "book.txt"
     text = rc.load_text(ROOT / "data" / "shakespeare.txt")[:100_000]
     book.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
-    params = {"data_path": str(book), "chunk_order": "random", "batch_size": 4, "m": 8, "n_updates": 200,
-              "val_every": 100, "sample_every": 100, "run_dir": str(tmp_path / "run")}
+    params = {"data_path": str(book), "chunk_order": "random", "batch_size": 4, "m": 8, "n_updates": 1200,
+              "val_every": 100, "sample_every": 400, "run_dir": str(tmp_path / "run")}     # 1.3 epochs
     for step in ("02_train", "03_loss_plot"):
         pm.execute_notebook(str(NB / f"{step}.ipynb"), str(tmp_path / f"{step}.ipynb"), parameters=params,
                             cwd=str(NB), kernel_name="python3", progress_bar=False)
@@ -180,6 +180,10 @@ def test_a_crlf_book_in_random_order_through_the_notebooks(tmp_path):
                    nbformat.read(tmp_path / "02_train.ipynb", as_version=4).cells for o in c.get("outputs", []))
     assert f"{text.count(chr(10)):,} line endings (CRLF or CR) read as LF" in said
     assert "from uniformly random positions, each from h = 0; mini-batches of 4 streams" in said
+    plotted = "".join(o.get("data", {}).get("text/markdown", "") for c in
+                      nbformat.read(tmp_path / "03_loss_plot.ipynb", as_version=4).cells for o in c.get("outputs", []))
+    assert info["epochs"] > 1 and "(1.33 epochs)" in plotted    # epochs counted, yet nothing starts over:
+    assert "dashed lines" not in plotted and "bump" not in plotted and "restarts" not in plotted
     assert notebook.read_validation(tmp_path / "run" / "validation.csv").tolist()[0][0] == 100
     assert (tmp_path / "run" / "validation.pdf").exists()
 
