@@ -18,7 +18,7 @@ VARIABLES := PRESET DATA SEED M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SA
 $(foreach v,$(VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 PLANNER = -m workbook
 
-.PHONY: help setup report notes study batch compare test bench bench-torch torch lab clean corpus
+.PHONY: help setup report example-page notes study batch compare test bench bench-torch torch lab clean corpus
 
 help: ## this list, the variables, and where the report would go
 	@$(PYTHON) $(PLANNER) help
@@ -40,6 +40,9 @@ tex: $(VENV)/.installed
 
 report: setup $(if $(filter 1 yes true,$(value TORCH)),torch) ## train, check, plot, sample and write the PDF report
 	@$(PY) $(PLANNER) report
+
+example-page: ## the README's picture, reports/example-page.png, from this run's report.pdf (make report first)
+	@$(PYTHON) $(PLANNER) example-page
 
 notes: ## write notes.md (or NOTES=...), your own words for the report, with its sections; never over one
 	@$(PYTHON) $(PLANNER) notes

@@ -31,7 +31,9 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -728,6 +730,27 @@ def where(env=None) -> int:
     return 0
 
 
+EXAMPLE_PAGE = ROOT / "reports" / "example-page.png"     # the README's picture
+
+
+def example_page(env=None) -> int:
+    """make example-page: the README's picture, the page of this run's report.pdf (make report
+    first) where the smooth loss begins, at 80 dots per inch."""
+    run = plan_run(value_of("PRESET", env), value_of("SEED", env), env=env)
+    pdf = run.folder / "report.pdf"
+    if not pdf.is_file():
+        raise PlanError(f"{rel(pdf)} is not there; make report first (with the same settings)")
+    pages = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout.split("\f")
+    page = next((i + 1 for i, text in enumerate(pages) if re.search(r"(?m)^\d*\s*Smooth loss$", text)), 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", str(page), "-l", str(page), "-singlefile", str(pdf),
+                        str(Path(tmp) / "page")], check=True)
+        shutil.copyfile(Path(tmp) / "page.png", EXAMPLE_PAGE)
+    say(f"{rel(EXAMPLE_PAGE)}: page {page} of {rel(pdf)}")
+    return 0
+
+
 def help_text() -> int:
     say("DD2424 Assignment 4 workbook. Targets:")
     for line in (ROOT / "Makefile").read_text(encoding="utf-8").splitlines():
@@ -746,7 +769,8 @@ def help_text() -> int:
 
 VERBS = {"report": report, "one": one, "batch": lambda: study("batch"), "compare": lambda: study("compare"),
          "study": lambda: study("study"), "lab": lab, "notes": write_notes,
-         "clean": clean, "where": where, "help": help_text, "tex": tex, "need-tex": need_tex}
+         "clean": clean, "where": where, "help": help_text, "tex": tex, "need-tex": need_tex,
+         "example-page": example_page}
 
 
 def main(argv=None) -> int:
