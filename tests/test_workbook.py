@@ -141,6 +141,59 @@ def test_the_report_says_when_a_zero_state_reads_the_held_out_text_worse(tmp_pat
             f"uniformly among the 76 characters (ln 76 = 4.331)") in said
 
 
+KEEP_FIGURES = 'get_ipython().run_line_magic("config", "InlineBackend.close_figures = False")'
+READ_FIGURES = """
+import json
+import numpy as np
+found = []
+for num in plt.get_fignums():
+    fig = plt.figure(num)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        box = ax.get_window_extent()
+        for line in ax.get_lines():
+            if line.get_transform() != ax.transData:      # an axvline: data across, axes up
+                continue
+            xy = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float))
+            marker = line.get_marker() not in (None, "", "None", " ")
+            r = line.get_markersize() / 2 * fig.dpi / 72 if marker else 0.0
+            found.append({"label": line.get_label(), "points": len(xy), "marker": marker,
+                          "line": line.get_linestyle() not in ("None", "", " ") and len(xy) > 1,
+                          "inside": bool(((xy[:, 0] - r >= box.x0 - 0.5) & (xy[:, 0] + r <= box.x1 + 0.5)
+                                          & (xy[:, 1] - r >= box.y0 - 0.5) & (xy[:, 1] + r <= box.y1 + 0.5)).all())})
+print(json.dumps(found))
+"""
+
+
+def plotted(run: Path, tmp_path: Path) -> list:
+    """Every line of 03's figures, each point (and its marker's extent) checked against its axes in
+    display coordinates, by cells added around the notebook's own."""
+    nb = nbformat.read(NB / "03_loss_plot.ipynb", as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(KEEP_FIGURES))
+    nb.cells.append(nbformat.v4.new_code_cell(READ_FIGURES))
+    source = tmp_path / "03_figures.ipynb"
+    nbformat.write(nb, source)
+    pm.execute_notebook(str(source), str(tmp_path / "03_figures_out.ipynb"), parameters={"run_dir": str(run)},
+                        cwd=str(NB), kernel_name="python3", progress_bar=False)
+    out = nbformat.read(tmp_path / "03_figures_out.ipynb", as_version=4).cells[-1].outputs
+    return json.loads("".join(o.get("text", "") for o in out))
+
+
+def check_figures(lines: list) -> None:
+    """Every point and marker inside its axes; every line in a legend is seen (a marker, or a line
+    through two points or more)."""
+    assert lines and all(f["inside"] for f in lines), [f for f in lines if not f["inside"]]
+    assert all(f["marker"] or f["line"] for f in lines if not f["label"].startswith("_")), lines
+
+
+def test_every_plotted_point_is_inside_its_axes_and_every_legend_entry_drawn(tiny_run, tmp_path):
+    """One held-out score (the run is shorter than val_every): its point, said as one, inside."""
+    lines = plotted(tiny_run, tmp_path)
+    check_figures(lines)
+    held_out = [f for f in lines if f["label"].startswith("held-out loss")]
+    assert len(held_out) == 1 and held_out[0]["points"] == 1 and held_out[0]["marker"]
+
+
 def test_samples_every_1000_updates_are_kept_and_every_10000th_shown(tiny_run, tmp_path):
     """The 2025-2026 course samples every 1,000 updates; the report shows the assignment's every 10,000th."""
     run = tmp_path / "run"
@@ -180,10 +233,13 @@ def test_a_crlf_book_in_random_order_through_the_notebooks(tmp_path):
                    nbformat.read(tmp_path / "02_train.ipynb", as_version=4).cells for o in c.get("outputs", []))
     assert f"{text.count(chr(10)):,} line endings (CRLF or CR) read as LF" in said
     assert "from uniformly random positions, each from h = 0; mini-batches of 4 streams" in said
-    plotted = "".join(o.get("data", {}).get("text/markdown", "") for c in
-                      nbformat.read(tmp_path / "03_loss_plot.ipynb", as_version=4).cells for o in c.get("outputs", []))
-    assert info["epochs"] > 1 and "(1.33 epochs)" in plotted    # epochs counted, yet nothing starts over:
-    assert "dashed lines" not in plotted and "bump" not in plotted and "restarts" not in plotted
+    curve = "".join(o.get("data", {}).get("text/markdown", "") for c in
+                    nbformat.read(tmp_path / "03_loss_plot.ipynb", as_version=4).cells for o in c.get("outputs", []))
+    assert info["epochs"] > 1 and "(1.33 epochs)" in curve    # epochs counted, yet nothing starts over:
+    assert "dashed lines" not in curve and "bump" not in curve and "restarts" not in curve
+    lines = plotted(tmp_path / "run", tmp_path)          # twelve held-out scores, the first far above the rest
+    check_figures(lines)
+    assert [f["points"] for f in lines if f["label"] == "held-out loss"] == [12]
     assert notebook.read_validation(tmp_path / "run" / "validation.csv").tolist()[0][0] == 100
     assert (tmp_path / "run" / "validation.pdf").exists()
 
