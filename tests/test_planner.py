@@ -135,14 +135,76 @@ def test_the_default_text_is_part_of_the_fingerprint(tmp_path):
 def test_changed_data_trains_again(odd):
     """A text with spaces and quotes in its path: its content, not its name or date, decides."""
     base, book, author, mark, reports, run, proc = odd
-    before = json.loads((run / "run.json").read_text())["fingerprint"]
+    before = json.loads((run / "plan.json").read_text())
     with open(book, "a", encoding="utf-8") as f:
         f.write("\nA new line at the end of the book.\n")
     proc = make("report", f"DATA={book}", "N_UPDATES=200", f"P={TINY}", "AUTHOR=Ada Lovelace", reports=reports)
     assert "01_gradient_check" in proc.stdout
     info = json.loads((run / "run.json").read_text())
-    assert info["fingerprint"]["train"] != before["train"]
+    assert json.loads((run / "plan.json").read_text())["train"] != before["train"]
     assert info["corpus"]["characters"] == 150_000 + len("\nA new line at the end of the book.\n")
+
+
+# ----------------------------------------------------------------------------- each step, and each run, made once
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    reports = tmp_path_factory.mktemp("steps")
+    make("report", "RUN=a", "N_UPDATES=200", f"P={TINY}", reports=reports)
+    return reports
+
+
+def results(folder: Path) -> dict:
+    """The bytes of a run's results: every file but the planner's and the report."""
+    return {k: v for k, v in tree(folder).items() if k != "plan.json" and not k.startswith("report.")}
+
+
+def test_the_same_run_under_another_name_is_copied_not_trained(made):
+    proc = make("report", "RUN=b", "N_UPDATES=200", f"P={TINY}", reports=made)
+    assert f"run {made / 'b'}: the same run as {made / 'a'}" in proc.stdout and "02_train" not in proc.stdout
+    assert results(made / "b") == results(made / "a") and (made / "b" / "report.pdf").is_file()
+
+
+def test_a_change_runs_again_only_the_steps_that_read_it(made):
+    """New temperatures: 04_synthesis runs again and the report is rendered; the gradient check,
+    the training and the plots are kept, byte for byte."""
+    run = made / "a"
+    before, steps = tree(run), json.loads((run / "plan.json").read_text())["steps"]
+    proc = make("report", "RUN=a", "N_UPDATES=200", f"P={TINY.replace('temperatures=[1.0]', 'temperatures=[0.7]')}",
+                reports=made)
+    assert f"run {run}: again only 04_synthesis; the rest is up to date" in proc.stdout
+    assert "02_train" not in proc.stdout and "01_gradient_check" not in proc.stdout
+    after = tree(run)
+    kept = [k for k in before if runs.written_by(k) in ("01_gradient_check", "02_train", "03_loss_plot")]
+    assert kept and [k for k in kept if after[k] != before[k]] == []
+    assert after["04_synthesis.ipynb"] != before["04_synthesis.ipynb"] and after["report.pdf"] != before["report.pdf"]
+    now = json.loads((run / "plan.json").read_text())["steps"]
+    assert [s for s in steps if steps[s] != now[s]] == ["04_synthesis"]
+
+
+def test_torch_counts_for_the_gradient_check_and_what_reads_it(monkeypatch, tmp_path):
+    """Installing PyTorch changes 01's hash, and 04's (its conclusion quotes 01's table); the
+    training's and the plots' stay."""
+    import importlib.util
+    env = {**os.environ, "REPORTS": str(tmp_path), "REPORTS_OUTSIDE": "1"}
+    run = runs.plan_run("classic", "1", env=env)
+    run.params = runs.resolve_params(run)
+    find_spec = importlib.util.find_spec
+    with_torch = runs.fingerprint(run, ["0" * 64])["steps"]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    without = runs.fingerprint(run, ["0" * 64])["steps"]
+    assert [s for s in with_torch if with_torch[s] != without[s]] == ["01_gradient_check", "04_synthesis"]
+
+
+def test_the_recipe_names_a_run_by_its_values_however_typed():
+    values = {**{k: v for nb in params.RUN_NOTEBOOKS for k, v in params.defaults(nb).items()},
+              "data_path": str(ROOT / "data" / "shakespeare.txt"), "m": 8, "temperatures": [0.5, 1.0],
+              "chunk_order": "random", "notes": "mine.md", "run_dir": "/x"}
+    assert runs.recipe_variables(values, {"RUN": "x", "NOTES": "n.md", "REPORTS": "r"}) == {
+        "PRESET": "classic", "SEED": "1", "M": "8", "P": "chunk_order=random temperatures=[0.5,1.0]", "REPORTS": "r"}
+    other = {**values, "data_path": "/tmp/a b.txt", "m": 100}
+    assert runs.recipe_variables(other, {}) == {"PRESET": "classic", "SEED": "1", "DATA": "/tmp/a b.txt",
+                                                "P": "chunk_order=random temperatures=[0.5,1.0]"}
 
 
 # ----------------------------------------------------------------------------- the text, read once per run

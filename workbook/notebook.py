@@ -1,5 +1,5 @@
 """What every notebook does first (start), and the run folder's files: notebooks talk to each
-other only through the files named in runs.ARTEFACTS, in the run's folder.
+other only through the files named in artefacts.ARTEFACTS, in the run's folder.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 import rnn_core as rc
 from workbook import params
-from workbook.runs import ARTEFACTS
+from workbook.artefacts import ARTEFACTS
 from workbook.files import atomic_write
 from workbook.textfiles import check_text_file, load_corpus, Corpus
 from workbook.training import check_reading

@@ -304,6 +304,11 @@ def of_notebook(notebook: str) -> list:
     return [p for p in PARAMETERS if COMPARE not in p.used_by]
 
 
+def read_by(notebook: str) -> list:
+    """The parameters a notebook's code reads (used_by), those of notebook.start included."""
+    return [p for p in PARAMETERS if notebook in p.used_by or START in p.used_by]
+
+
 def defaults(notebook: str = TRAIN) -> dict:
     return {p.name: p.value for p in of_notebook(notebook)}
 

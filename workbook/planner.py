@@ -38,10 +38,11 @@ import time
 from pathlib import Path
 
 from workbook import params
-from workbook.runs import (MARK, NOTEBOOKS, ROOT, STOP_FILE, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
-                           make_command,
-                           made_by_workbook, plan_run, read_plan, rel, reports_folder, resolve_params,
-                           resume_settings, say, study_name, trained, value_of, write_plan)
+from workbook.artefacts import STOP_FILE
+from workbook.runs import (MARK, NOTEBOOKS, ROOT, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
+                           make_command, made_by_workbook, plan_run, read_plan, recipe_variables, rel, reports_folder,
+                           resolve_params, resume_settings, same_run, say, stale_steps, study_name, trained,
+                           value_of, write_plan)
 
 STARTED = time.time()         # when this planner started: a study's task (make bench reports the overhead)
 
@@ -156,7 +157,7 @@ class _Tolerant:
 
 class Stop:
     """SIGINT, SIGTERM and SIGHUP stop a run cleanly. The first asks the run's training to stop
-    through a file its kernel watches (runs.STOP_FILE: a signal sent to a kernel between two
+    through a file its kernel watches (artefacts.STOP_FILE: a signal sent to a kernel between two
     cells can lose its reply and leave papermill waiting for ever): training stops between two
     updates and writes its checkpoint, the notebook ends, and the planner keeps the attempt
     before the next notebook. A second signal stops at once."""
@@ -279,10 +280,15 @@ def resumable(run: Run, fp: dict) -> bool:
 
 def checkpoint_to_resume(run: Run, fp: dict) -> tuple[Path, int]:
     """The furthest checkpoint this run may continue: of its settings and text, at most at its
-    n_updates, in the run's folder or a failed attempt. None fits: PlanError naming each
-    checkpoint there, why it does not fit, and the command that continues it."""
+    n_updates, in the run's folder, a failed attempt, or a run of the same settings under another
+    name in REPORTS. None fits: PlanError naming each checkpoint of the run's own folders, why it
+    does not fit, and the command that continues it."""
     n, fits, others = run.params["n_updates"], [], []
-    for d in [run.folder, *attempts(run)]:
+    own = [run.folder, *attempts(run)]
+    alike = [d for d in (sorted(run.reports.iterdir()) if run.reports.is_dir() else [])
+             if d not in own and not d.name.startswith(".") and d.is_dir() and not d.is_symlink()
+             and read_plan(d).get("resume") == fp["resume"]]
+    for d in own + alike:
         k, plan = checkpoint_updates(d), read_plan(d)
         if k < 0:
             continue
@@ -371,7 +377,21 @@ def build(run: Run, stop: Stop, quiet: bool = False) -> int:
                     say_report(run.folder)
                 return 0
             return render_again(run, plan, fp)
+        stale = stale_steps(plan, fp)            # a complete run: only what changed runs again
+        if len(stale) < len(params.RUN_NOTEBOOKS):
+            return build_new(run, fp, stop, quiet, base=run.folder, steps=stale)
+        found = None if run.resume else same_run(run, fp)
+        if found is not None:                    # the same run, made under another name: its results
+            return build_new(run, fp, stop, quiet, base=found, steps=[])
         return build_new(run, fp, stop, quiet)
+
+
+def carried_over(base: Path, steps: list) -> list:
+    """The files of a run that a new build of it takes as they are: all but the planner's, the
+    report and what the steps that run again write."""
+    from workbook.artefacts import ARTEFACTS, written_by
+    return [base / name for name in ARTEFACTS if (base / name).is_file()
+            and written_by(name) not in (*steps, "the planner", "the report")]
 
 
 def rendered(folder: Path, plan: dict) -> bool:
@@ -429,7 +449,10 @@ def render_again(run: Run, plan: dict, fp: dict) -> int:
     return 0
 
 
-def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
+def build_new(run: Run, fp: dict, stop: Stop, quiet: bool, base: Path | None = None,
+              steps: list = params.RUN_NOTEBOOKS) -> int:
+    """Make the run in <run>.building and swap it in whole: every step, or with base (a complete
+    run: this one, or the same one under another name), base's results and only `steps` again."""
     from workbook import render, textfiles
     from workbook.render import StepFailed
     building = run.sibling(".building", hidden=True)
@@ -444,12 +467,15 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     plan = {"kind": f"{MARK} run", "status": "building", **fp, "name": run.name, "preset": run.preset,
             "seed": run.seed, "explicit": run.explicit, "settings": resume_settings(run.params),
             "author": run.author, "code": run.code, "variables": run.variables,
-            "continues": run.command, "notes": str(run.notes or ""),
+            "continues": run.command, "recipe": recipe_variables(run.params, run.variables),
+            "notes": str(run.notes or ""),
             "pdf": run.pdf, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "planner_started": STARTED,
             "command": make_command("report", run.variables)}
     try:
         building.mkdir(parents=True)
         write_plan(building, plan)
+        for path in carried_over(base, steps) if base is not None else []:
+            copy_file(path, building / path.name)
         if source is not None:
             copy_file(source[0], building / "checkpoint.npz")
         textfiles.save_corpus(corpus, building, pin=True)  # every notebook reads the text from here
@@ -462,7 +488,13 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
                         f"REPORTS; nothing was changed") from None
     if source is not None:
         say(f"resuming from {rel(source[0])} (update {source[1]:,})")
-    say(f"run {rel(run.folder)}")
+    if base is not None and base != run.folder:
+        say(f"run {rel(run.folder)}: the same run as {rel(base)} (settings, text and code): its results, not trained "
+            f"again")
+    elif base is not None:
+        say(f"run {rel(run.folder)}: again only {', '.join(steps) or 'the report'}; the rest is up to date")
+    else:
+        say(f"run {rel(run.folder)}")
     values = {**run.params, "run_dir": str(building), "resume": bool(run.resume)}
     start = time.perf_counter()
     failure = notebook = log = None
@@ -470,12 +502,11 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
     stop.file.unlink(missing_ok=True)
     os.environ[STOP_FILE] = str(stop.file)
     try:
-        for step in params.RUN_NOTEBOOKS:
+        for step in steps:
             render.execute(step, building, values, quiet)
             if stop.name:
                 raise Interrupted
         made = render.render(building, run.code, run.author, notes_file=run.notes) if run.pdf else {"pdf": None}
-        add_fingerprint(building, fp)
         write_plan(building, {**plan, "status": "complete", "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                               "pdf_render": fp["render"] if made["pdf"] else None})
     except StepFailed as err:
@@ -499,15 +530,6 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool) -> int:
             say_report(run.folder)
         return 0
     return report_failure(run, building, failure, notebook, log)
-
-
-def add_fingerprint(folder: Path, fp: dict) -> None:
-    path = folder / "run.json"
-    info = json.loads(path.read_text(encoding="utf-8"))
-    info["fingerprint"] = fp
-    tmp = folder / ".run.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def swap(run: Run, building: Path) -> None:

@@ -19,44 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbook import params
+from workbook.artefacts import ARTEFACTS, written_by
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 MARK = "dd2424-workbook"       # plan.json's "kind" starts with it: how clean knows our folders
 MAX_NAME = 180                 # longer run names are cut, and end in a hash of the whole
 TRUE = ("1", "yes", "true", "True")
-STOP_FILE = "DD2424_STOP_RUN"  # the environment variable naming the file whose appearance stops training
 # Folders of the system, never a REPORTS: nothing of the workbook's goes there, and clean never looks.
 SYSTEM = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev", "/proc", "/sys", "/run",
           "/var", "/opt", "/srv", "/snap", "/System", "/Library", "/Applications")
 HOMES = ("/home", "/Users", "/mnt", "/media")          # themselves: a folder in them is someone's
 
-# A run folder's files, by the notebook (or step) that writes them; notebooks talk to each other
-# only through these. What clean deletes is a folder of ours holding nothing else.
-ARTEFACTS = {
-    "plan.json": "the planner: the run's fingerprint, its parameters, and whether it is complete",
-    "corpus.npz": "the planner (or the first notebook): the text as the run read it, for every notebook",
-    "01_gradient_check.ipynb": "01_gradient_check: the executed notebook",
-    "grad_check.json": "01_gradient_check: relative errors per parameter, method and m",
-    "speed.json": "01_gradient_check: the speed section's times (with speed = True)",
-    "02_train.ipynb": "02_train: the executed notebook",
-    "history.csv": "02_train: update, epoch, loss, smooth_loss for every update",
-    "samples.json": "02_train: the text sampled during training, with update and smooth loss",
-    "validation.csv": "02_train: update and validation loss per character (empty without val_fraction)",
-    "checkpoint.npz": "02_train: the full training state, for resume=True (every checkpoint_every updates)",
-    "best_model.npz": "02_train: parameters with the lowest smooth loss, vocabulary, hyper-parameters",
-    "run.json": "02_train: parameters, corpus name, size and K, wall time, updates/s",
-    "03_loss_plot.ipynb": "03_loss_plot: the executed notebook",
-    "loss.pdf": "03_loss_plot: the smooth-loss figure (vector)",
-    "loss.png": "03_loss_plot: the smooth-loss figure (a picture)",
-    "validation.pdf": "03_loss_plot: training and validation loss per character (with val_fraction > 0)",
-    "04_synthesis.ipynb": "04_synthesis: the executed notebook",
-    "passage.txt": "04_synthesis: the passage (passage_length characters, or the tweets) from the best model",
-    "report.ipynb": "the report: the executed notebooks and the code, as one notebook",
-    "report.html": "the report as one self-contained web page, written also where TeX is missing",
-    "report.pdf": "the report: every section above, then rnn_core.py (where TeX is installed)",
-    "report.log": "the report: LaTeX's log, when it could not render",
-}
 COMPARISON_FILES = ("plan.json", "05_compare.ipynb", "comparison.ipynb", "comparison.html", "comparison.pdf",
                     "comparison.log", "grid.pdf")
 
@@ -267,6 +241,35 @@ def make_command(verb: str, env=None, **extra) -> str:
     return " ".join(words)
 
 
+NOT_RECIPE = ("preset", "seed", "n_updates", "resume", "run_dir", "overrides", *params.RENDER_ONLY)
+
+
+def recipe_variables(values: dict, env: dict) -> dict:
+    """The make variables that name a run by what it is: its preset and seed, the values where it
+    differs from the preset (make's variables, else P), and REPORTS when given; never its
+    folder's name, since RESUME finds a checkpoint by what it is. The same run gives the same
+    variables however it was typed (plan.json keeps them for the command that continues it)."""
+    base = {k: v for nb in params.RUN_NOTEBOOKS for k, v in params.defaults(nb).items()}
+    base.update(params.preset_values(values["preset"]))
+    base["data_path"] = [str((NOTEBOOKS / d).resolve()) for d in data_paths(base)]
+    variable = {v.param: v.name for v in VARIABLES if v.param}
+    out, others = {"PRESET": values["preset"], "SEED": str(values["seed"])}, []
+    for k, v in values.items():
+        if k in NOT_RECIPE or (data_paths(values) == base["data_path"] if k == "data_path" else v == base.get(k)):
+            continue
+        if k == "data_path":
+            v = " ".join(os.path.relpath(d, ROOT) if Path(d).is_relative_to(ROOT) else d for d in data_paths(values))
+        text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+        if k in variable:
+            out[variable[k]] = text
+        else:
+            others.append(f"{k}={text}")
+    if others:
+        out["P"] = " ".join(others)
+    out.update({k: env[k] for k in ("REPORTS", "REPORTS_OUTSIDE") if env.get(k)})
+    return out
+
+
 PLANNERS = {"run_dir": "RUN=name names the run's folder", "resume": "RESUME=1 continues a run",
             "notes": "NOTES=file adds your notes to the report"}
 
@@ -390,37 +393,66 @@ def modules_used(notebooks) -> list:
     return sorted(f"{name.replace('.', '/')}.py" for name in seen)
 
 
-def code_files() -> list:
-    """What a run's results depend on as code: rnn_core.py, the run's notebooks and the modules
-    they use."""
-    return (["rnn_core.py"] + [f"notebooks/{nb}.ipynb" for nb in params.RUN_NOTEBOOKS]
-            + modules_used(params.RUN_NOTEBOOKS))
+def source_of(step: str) -> str:
+    return "".join("".join(c["source"]) for c in
+                   json.loads((NOTEBOOKS / f"{step}.ipynb").read_text(encoding="utf-8"))["cells"])
 
 
+def steps_read(step: str) -> list:
+    """The earlier steps whose files a notebook reads: the run's files it names, by their writer."""
+    source = source_of(step)
+    return sorted({written_by(n) for n in ARTEFACTS if f'"{n}"' in source} & set(params.RUN_NOTEBOOKS) - {step})
+
+
+def code_files(step: str) -> list:
+    """What a step's results depend on as code: rnn_core.py, its notebook and the modules it uses."""
+    return ["rnn_core.py", f"notebooks/{step}.ipynb"] + modules_used([step])
+
+
+USES_TORCH = params.GRADIENT_CHECK    # the autograd check and the speed section: where torch's presence counts
+READS_PLAN = [s for s in params.RUN_NOTEBOOKS if '"plan.json"' in source_of(s)]   # the command that continues
 RENDER_FILES = ["workbook/render.py", "workbook/notes.py", "workbook/show.py", "workbook/templates/workbook.tex.j2",
                 "workbook/templates/workbook.html.j2"]   # what only the report depends on (and the student's notes)
 
 
 def fingerprint(run: Run, digests: list | None = None) -> dict:
-    """{"train": hash of the parameters, the text and the code; "render": that and what only
-    the PDF depends on; "resume": what a checkpoint must share with the run that resumes it
+    """{"steps": {step: hash of what it reads: its parameters, the text, its code, the steps
+    before it whose files it reads (and, for the gradient check, whether torch is installed)};
+    "train": the hash of them all, the run's results; "render": that and what only the report
+    depends on; "resume": what a checkpoint must share with the run that resumes it
     (resume_key)}: equal hashes mean nothing to redo. digests: the text's, when the run has read
     it (the text it trained on); else the files are read for them."""
     import importlib.util
     digests = data_digests(run.params) if digests is None else digests
-    values = {k: v for k, v in run.params.items() if k not in ("resume", "run_dir", *params.RENDER_ONLY)}
-    h = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
-    for digest in digests:
-        h.update(digest.encode())
-    for name in code_files():
-        hash_file(h, ROOT / name)
-    h.update(f"torch={importlib.util.find_spec('torch') is not None}".encode())
-    train = h.hexdigest()[:16]
+    steps = {}
+    for step in params.RUN_NOTEBOOKS:          # in order: a step's hash takes those of the steps it reads
+        names = {p.name for p in params.read_by(step)} - {"resume", "run_dir", *params.RENDER_ONLY}
+        h = hashlib.sha256(json.dumps({k: v for k, v in run.params.items() if k in names}, sort_keys=True,
+                                      default=str).encode())
+        for digest in digests:
+            h.update(digest.encode())
+        for name in code_files(step):
+            hash_file(h, ROOT / name)
+        if step == USES_TORCH:
+            h.update(f"torch={importlib.util.find_spec('torch') is not None}".encode())
+        if step in READS_PLAN:                 # the run's recipe, for the command that continues it
+            h.update(json.dumps(recipe_variables(run.params, run.variables), sort_keys=True).encode())
+        for before in steps_read(step):
+            h.update(steps[before].encode())
+        steps[step] = h.hexdigest()[:16]
+    train = hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:16]
     r = hashlib.sha256(train.encode())
     r.update(json.dumps({"author": run.author, "code": run.code}).encode())
     for path in [ROOT / name for name in RENDER_FILES] + ([run.notes] if run.notes else []):
         hash_file(r, path)
-    return {"train": train, "render": r.hexdigest()[:16], "resume": resume_key(run.params, digests)}
+    return {"steps": steps, "train": train, "render": r.hexdigest()[:16], "resume": resume_key(run.params, digests)}
+
+
+def stale_steps(plan: dict, fp: dict) -> list:
+    """The steps of a complete run whose hash differs from this fingerprint's: those to run again
+    (a step that reads a stale one is stale too, its hash taking the other's)."""
+    done = plan.get("steps", {}) if plan.get("status") == "complete" else {}
+    return [s for s in params.RUN_NOTEBOOKS if done.get(s) != fp["steps"][s]]
 
 
 def resume_settings(values: dict) -> dict:
@@ -439,6 +471,17 @@ def resume_key(values: dict, digests: list) -> str:
 def trained(plan: dict, fp: dict) -> bool:
     """Whether a run folder's plan.json says it is complete, with this fingerprint's results."""
     return plan.get("status") == "complete" and plan.get("train") == fp["train"]
+
+
+def same_run(run: Run, fp: dict) -> Path | None:
+    """A complete run in REPORTS with this fingerprint's results (the same settings, text and
+    code), made under another name; None when there is none."""
+    for d in sorted(run.reports.iterdir()) if run.reports.is_dir() else []:
+        if d != run.folder and not d.name.startswith(".") and d.is_dir() and not d.is_symlink():
+            plan = read_plan(d)
+            if plan.get("kind") == f"{MARK} run" and trained(plan, fp):
+                return d
+    return None
 
 
 def read_plan(folder: Path) -> dict:

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from workbook.runs import ROOT, PlanError, fingerprint, read_plan, resolve_params, say, trained
+from workbook.runs import ROOT, PlanError, fingerprint, read_plan, resolve_params, same_run, say, trained
 
 
 @dataclass
@@ -155,7 +155,7 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
     checkpoint, and cancels the rest; a second stops at once."""
     import tempfile
     results = [{"code": 0, "error": "", "up_to_date": True} for _ in runs]
-    todo, refused = [], 0
+    todo, refused, found = [], 0, 0
     for i, run in enumerate(runs):
         try:
             run.params = resolve_params(run)
@@ -163,10 +163,14 @@ def run_study(runs: list, pts: list, *, jobs: int, scheduler: str | None) -> lis
             results[i] = {"code": 1, "error": str(err).split("\n")[0], "up_to_date": False}
             refused += 1
             continue
-        if not trained(read_plan(run.folder), fingerprint(run)):
+        fp = fingerprint(run)
+        if not trained(read_plan(run.folder), fp):
             todo.append(i)
+            found += same_run(run, fp) is not None
     say(f"study: {len(runs)} run{'s' if len(runs) != 1 else ''}, {len(runs) - len(todo) - refused} up to date, "
-        + (f"{refused} refused, " if refused else "") + f"{len(todo)} to make"
+        + (f"{refused} refused, " if refused else "")
+        + (f"{found} made before under another name (copied, not trained again), " if found else "")
+        + f"{len(todo) - found} to make"
         + (f" on {scheduler}" if scheduler and todo else
            f" on {jobs} local Dask worker{'s' if jobs != 1 else ''}" if todo else ""))
     for run, res in zip(runs, results):

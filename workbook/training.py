@@ -21,7 +21,7 @@ import numpy as np
 import rnn_core as rc
 from workbook import files
 from workbook.batched import BLAS, BatchBuffers, forward_backward_batch, resets
-from workbook.runs import STOP_FILE
+from workbook.artefacts import STOP_FILE
 
 VAL_BURN_IN, VAL_STREAMS = 1000, 64   # evaluate's defaults, which the report states
 
