@@ -370,7 +370,7 @@ def build(run: Run, stop: Stop, quiet: bool = False) -> int:
         complete = trained(plan, fp)
         if study and not complete and resumable(run, fp):   # a study continues what a lost worker began
             run.resume = True
-        if complete and not run.resume:
+        if complete:                             # RESUME=1 too: nothing is left to train
             if not run.pdf or plan.get("render") == fp["render"] and rendered(run.folder, plan):
                 say(f"{rel(run.folder)} is up to date" + ("" if quiet else ": nothing to do"))
                 if run.pdf:
