@@ -502,10 +502,11 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool, base: Path | None = N
     stop.file.unlink(missing_ok=True)
     os.environ[STOP_FILE] = str(stop.file)
     try:
-        for step in steps:
-            render.execute(step, building, values, quiet)
-            if stop.name:
-                raise Interrupted
+        with render.one_kernel() as km:
+            for step in steps:
+                render.execute(step, building, values, quiet, km)
+                if stop.name:
+                    raise Interrupted
         made = render.render(building, run.code, run.author, notes_file=run.notes) if run.pdf else {"pdf": None}
         write_plan(building, {**plan, "status": "complete", "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                               "pdf_render": fp["render"] if made["pdf"] else None})

@@ -9,6 +9,7 @@ installs it, or says in one line how to.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import json
@@ -142,8 +143,34 @@ def notebook_error(path) -> str | None:
     return None
 
 
-def execute(step: str, run_dir: Path, values: dict, quiet: bool) -> Path:
-    """Run notebooks/<step>.ipynb with the values its cell declares into run_dir; its path."""
+@contextlib.contextmanager
+def one_kernel():
+    """One Python kernel for a run's notebooks (started by the first): numpy, matplotlib and the
+    rest are imported once, not once a notebook. Each notebook after the first starts from an
+    empty namespace (execute clears it), as in a kernel of its own."""
+    from jupyter_client.manager import KernelManager
+    km = KernelManager(kernel_name="python3")
+    try:
+        yield km
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=not km.is_alive())
+
+
+def clear(km) -> None:
+    """The kernel's namespace emptied (%reset -f); the modules it imported stay loaded."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        kc.execute_interactive("%reset -f", timeout=60, output_hook=lambda msg: None)
+    finally:
+        kc.stop_channels()
+
+
+def execute(step: str, run_dir: Path, values: dict, quiet: bool, km=None) -> Path:
+    """Run notebooks/<step>.ipynb with the values its cell declares into run_dir; its path. km: a
+    kernel (one_kernel) to run it in, emptied afterwards; else one of its own."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     out = run_dir / f"{step}.ipynb"
@@ -155,7 +182,9 @@ def execute(step: str, run_dir: Path, values: dict, quiet: bool) -> Path:
                             parameters={k: v for k, v in values.items() if k in names}, cwd=str(NOTEBOOKS),
                             kernel_name="python3", progress_bar=False, log_output=False,
                             stderr_file=None if quiet else sys.stderr,   # the training bar, live
-                            extra_arguments=KERNEL_ARGS)
+                            extra_arguments=KERNEL_ARGS, **({"km": km} if km is not None else {}))
+        if km is not None:
+            clear(km)
     except PapermillExecutionError:
         raise StepFailed(notebook_error(out) or "the notebook failed", out.name) from None
     except (OSError, KeyboardInterrupt):
