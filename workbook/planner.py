@@ -39,7 +39,7 @@ from pathlib import Path
 
 from workbook import params
 from workbook.artefacts import STOP_FILE
-from workbook.runs import (MARK, NOTEBOOKS, ROOT, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
+from workbook.runs import (MARK, NOTEBOOKS, ROOT, USES_TORCH, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
                            make_command, made_by_workbook, plan_run, read_plan, recipe_variables, rel, reports_folder,
                            resolve_params, resume_settings, same_run, say, stale_steps, study_name, trained,
                            value_of, write_plan)
@@ -502,9 +502,9 @@ def build_new(run: Run, fp: dict, stop: Stop, quiet: bool, base: Path | None = N
     stop.file.unlink(missing_ok=True)
     os.environ[STOP_FILE] = str(stop.file)
     try:
-        with render.one_kernel() as km:
+        with render.one_kernel() as km:          # the gradient check has its own: PyTorch stays out of the rest
             for step in steps:
-                render.execute(step, building, values, quiet, km)
+                render.execute(step, building, values, quiet, None if step == USES_TORCH else km)
                 if stop.name:
                     raise Interrupted
         made = render.render(building, run.code, run.author, notes_file=run.notes) if run.pdf else {"pdf": None}

@@ -145,27 +145,33 @@ def notebook_error(path) -> str | None:
 
 @contextlib.contextmanager
 def one_kernel():
-    """One Python kernel for a run's notebooks (started by the first): numpy, matplotlib and the
-    rest are imported once, not once a notebook. Each notebook after the first starts from an
-    empty namespace (execute clears it), as in a kernel of its own."""
-    from jupyter_client.manager import KernelManager
-    km = KernelManager(kernel_name="python3")
+    """One Python kernel for a run's notebooks (started by the first that runs in it): numpy,
+    matplotlib and the rest are imported once, not once a notebook. Each notebook after the first starts from an
+    empty namespace (execute clears it), as in a kernel of its own. An asynchronous manager, as
+    nbclient's own: with a blocking one, a kernel that dies is never noticed."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+    km = AsyncKernelManager(kernel_name="python3")
     try:
         yield km
     finally:
         if km.has_kernel:
-            km.shutdown_kernel(now=not km.is_alive())
+            run_sync(km.shutdown_kernel)(now=not run_sync(km.is_alive)())
 
 
 def clear(km) -> None:
     """The kernel's namespace emptied (%reset -f); the modules it imported stay loaded."""
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        kc.execute_interactive("%reset -f", timeout=60, output_hook=lambda msg: None)
-    finally:
-        kc.stop_channels()
+    from jupyter_core.utils import run_sync
+
+    async def reset():
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            await kc.execute_interactive("%reset -f", timeout=60, output_hook=lambda msg: None)
+        finally:
+            kc.stop_channels()
+    run_sync(reset)()
 
 
 def execute(step: str, run_dir: Path, values: dict, quiet: bool, km=None) -> Path:
