@@ -15,7 +15,10 @@ from workbook import params, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = "m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False"
+# a light run (the autograd check and the speed section have tests of their own: here they would only
+# import PyTorch and time things)
+TINY = ("m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False "
+        "check_torch=False")
 INJECTIONS = ["x'; touch {mark}; echo '", 'x"; touch {mark}; echo "', "$(shell touch {mark})", "`touch {mark}`",
               "x; touch {mark}"]
 

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_planner import make, pdf_text_of, wait_for
+from test_planner import TINY, make, pdf_text_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DASK = ROOT / ".venv" / "bin" / "dask"
-TINY = "m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False"
 GRID = "chunk_order=sequential,shuffled batch_size=2,0"      # batch_size 0 is refused: half the runs fail
 
 
@@ -114,6 +113,13 @@ def test_a_study_run_is_the_run_make_report_makes(study, tmp_path):
     reuse = make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2", reports=reports)
     assert "rendering the PDF again" in reuse.stdout and "01_gradient_check" not in reuse.stdout
     assert (run / "report.pdf").is_file()
+    try:                    # the same run under another name: the study's results, copied, not trained
+        copy = make("report", "SEED=2", "N_UPDATES=200", f"P={TINY} chunk_order=shuffled batch_size=2", "RUN=copy",
+                    reports=reports)
+        assert f"the same run as {run}" in copy.stdout and "02_train" not in copy.stdout
+        assert artefacts(reports / "copy") == artefacts(run)
+    finally:
+        shutil.rmtree(reports / "copy", ignore_errors=True)
 
 
 def test_the_comparison_notebook_runs_by_hand_given_only_its_runs(study, tmp_path):
