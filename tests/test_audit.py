@@ -42,12 +42,24 @@ def interrupt_when(proc, ready, what):
     return proc.communicate(timeout=180)
 
 
-def test_resume_takes_only_a_checkpoint_of_its_own_settings(tmp_path):
+@pytest.fixture(scope="module")
+def run_of_300(tmp_path_factory):
+    """A finished run x of 300 updates, which each test below copies into a REPORTS of its own."""
+    r = tmp_path_factory.mktemp("x300") / "r"
+    make("report", "RUN=x", "N_UPDATES=300", f"P={TINY}", reports=r)
+    return r
+
+
+def copy_of(reports: Path, tmp_path: Path) -> Path:
+    shutil.copytree(reports, tmp_path / "r")
+    return tmp_path / "r"
+
+
+def test_resume_takes_only_a_checkpoint_of_its_own_settings(run_of_300, tmp_path):
     """The audit's case: a finished run x (eta 0.1), then an eta 0.05 attempt stopped at its
     first checkpoint, then the command that attempt printed. It must resume the eta 0.05
     checkpoint, and never take or delete the other one."""
-    r = tmp_path / "r"
-    make("report", "RUN=x", "N_UPDATES=300", f"P={TINY}", reports=r)
+    r = copy_of(run_of_300, tmp_path)
     finished = tree(r / "x")
     longer = ["RUN=x", "ETA=0.05", "N_UPDATES=3000", f"P={TINY} checkpoint_every=500"]
     proc = make("report", *longer, reports=r, start_new_session=True)
@@ -64,42 +76,40 @@ def test_resume_takes_only_a_checkpoint_of_its_own_settings(tmp_path):
     assert info["params"]["eta"] == 0.05 and info["resumed_from"] == k and info["updates"] == 3000
 
 
-def test_resume_without_a_checkpoint_of_its_settings_names_the_others_and_deletes_nothing(tmp_path):
-    r = tmp_path / "r"
-    make("report", "RUN=y", "N_UPDATES=300", f"P={TINY}", reports=r)
+def test_resume_without_a_checkpoint_of_its_settings_names_the_others_and_deletes_nothing(run_of_300, tmp_path):
+    r = copy_of(run_of_300, tmp_path)
     before = tree(r)
-    proc = make("report", "RUN=y", "ETA=0.05", "N_UPDATES=600", f"P={TINY}", "RESUME=1", reports=r, check=False)
+    proc = make("report", "RUN=x", "ETA=0.05", "N_UPDATES=600", f"P={TINY}", "RESUME=1", reports=r, check=False)
     line = one_error(proc)
     assert "no checkpoint of these settings" in line
-    assert "y/checkpoint.npz (update 300) is of other settings (eta=0.1 there, 0.05 now)" in proc.stderr
+    assert "x/checkpoint.npz (update 300) is of other settings (eta=0.1 there, 0.05 now)" in proc.stderr
     assert tree(r) == before                        # nothing deleted, nothing made
-    command = re.search(r"continues it: (make report .*)", proc.stderr)[1]
+    command = re.search(r"continues it: (make report .*)", proc.stderr)[1].replace(str(run_of_300), str(r))  # copied
     assert "RESUME=1" in command and "ETA" not in command
     resumed = subprocess.run(command.replace("N_UPDATES=300", "N_UPDATES=400"), shell=True, cwd=ROOT,
                              capture_output=True, text=True, timeout=600,
                              env={**os.environ, "REPORTS": str(r), "REPORTS_OUTSIDE": "1"})
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((r / "y" / "run.json").read_text())["resumed_from"] == 300
+    assert json.loads((r / "x" / "run.json").read_text())["resumed_from"] == 300
 
 
-def test_a_checkpoint_beyond_n_updates_is_not_taken(tmp_path):
-    """The audit's second case: a finished run (here at 600 updates), then a shorter attempt
-    (300) that failed after training (there: a full disk while rendering; here: Ctrl-C once the
+def test_a_checkpoint_beyond_n_updates_is_not_taken(run_of_300, tmp_path):
+    """The audit's second case: a finished run (here at 300 updates), then a shorter attempt
+    (200) that failed after training (there: a full disk while rendering; here: Ctrl-C once the
     history is written). Its printed command must continue that attempt, not take the run's
-    checkpoint at 600 (beyond n_updates) and delete the attempt."""
-    r = tmp_path / "r"
-    make("report", "RUN=d", "N_UPDATES=600", f"P={TINY}", reports=r)
-    proc = make("report", "RUN=d", "N_UPDATES=300", f"P={TINY}", reports=r, start_new_session=True)
-    out, err = interrupt_when(proc, lambda: (r / ".d.building" / "history.csv").exists(), "the history")
+    checkpoint at 300 (beyond n_updates) and delete the attempt."""
+    r = copy_of(run_of_300, tmp_path)
+    proc = make("report", "RUN=x", "N_UPDATES=200", f"P={TINY}", reports=r, start_new_session=True)
+    out, err = interrupt_when(proc, lambda: (r / ".x.building" / "history.csv").exists(), "the history")
     assert proc.returncode != 0
-    attempt = next(d for d in (r / "d.failed", r / "d.failed-latest") if d.exists())
-    assert files.checkpoint_updates(attempt / "checkpoint.npz") == 300
+    attempt = next(d for d in (r / "x.failed", r / "x.failed-latest") if d.exists())
+    assert files.checkpoint_updates(attempt / "checkpoint.npz") == 200
     command = re.search(r"this continues it: (make report .*)", err)[1]
     resumed = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=600,
                              env={**os.environ, "REPORTS": str(r), "REPORTS_OUTSIDE": "1"})
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from {attempt / 'checkpoint.npz'} (update 300)" in resumed.stdout
-    assert json.loads((r / "d" / "run.json").read_text())["updates"] == 300
+    assert f"resuming from {attempt / 'checkpoint.npz'} (update 200)" in resumed.stdout
+    assert json.loads((r / "x" / "run.json").read_text())["updates"] == 200
 
 
 # ----------------------------------------------------------------------------- 2, 3. make clean

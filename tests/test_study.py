@@ -82,7 +82,7 @@ def test_a_study_runs_every_grid_point_and_seed_and_reports_them(study):
     assert len(good) == 4 and not bad                      # batch_size 0 fails its runs only, refused
     assert not any(d.name.endswith(".building") for d in reports.iterdir())    # before they made anything
     assert proc.stdout.count("failed: ") == 4 and "batch_size must be >= 1, got 0" in proc.stdout
-    pdf = next(reports.glob("study-classic-*-chunk_ordersequential_shuffled-batch_size2_0-seeds1_2/comparison.pdf"))
+    pdf = next(reports.glob("study-classic-*-chunk_ordersequential_shuffled-batch_size2*/comparison.pdf"))
     assert re.search(r"study: \d+ done, [12] running", proc.stdout), proc.stdout   # what runs, as it runs
     text = " ".join(pdf_text_of(pdf).split())
     for point in ("chunk_order = sequential, batch_size = 2", "chunk_order = shuffled, batch_size = 2"):
