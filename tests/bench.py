@@ -58,7 +58,7 @@ def best_rates(fns: dict, counts: dict, rounds=3) -> dict:
 
 def min_char_rnn_train(P, data, n_updates, seq_length=25, eta=0.1):
     """The reference for training speed: min-char-rnn's loop (Karpathy, 2015) as its code does it,
-    written here anew: one-hot input vectors, the states of a chunk kept in per-step dicts, a
+    written here anew: one-hot input vectors, np.dot on column vectors, the states of a chunk kept in per-step dicts, a
     loss function returning the gradients, element-wise clipping and AdaGrad, the loss smoothed;
     sampling left out, as in rnn_core.train's loop here."""
     Wxh, Whh, Why, bh, by = P["U"], P["W"], P["V"], P["b"], P["c"]
@@ -71,8 +71,8 @@ def min_char_rnn_train(P, data, n_updates, seq_length=25, eta=0.1):
         for t in range(len(inputs)):
             xs[t] = np.zeros((K, 1))
             xs[t][inputs[t]] = 1
-            hs[t] = np.tanh(Wxh @ xs[t] + Whh @ hs[t - 1] + bh)
-            y = Why @ hs[t] + by
+            hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)
+            y = np.dot(Why, hs[t]) + by
             ps[t] = np.exp(y) / np.sum(np.exp(y))
             loss += -np.log(ps[t][targets[t], 0])
         grads = [np.zeros_like(a) for a in (Wxh, Whh, Why, bh, by)]
@@ -81,14 +81,14 @@ def min_char_rnn_train(P, data, n_updates, seq_length=25, eta=0.1):
         for t in reversed(range(len(inputs))):
             dy = np.copy(ps[t])
             dy[targets[t]] -= 1
-            dWhy += dy @ hs[t].T
+            dWhy += np.dot(dy, hs[t].T)
             dby += dy
-            dh = Why.T @ dy + dhnext
+            dh = np.dot(Why.T, dy) + dhnext
             dhraw = (1 - hs[t] * hs[t]) * dh
             dbh += dhraw
-            dWxh += dhraw @ xs[t].T
-            dWhh += dhraw @ hs[t - 1].T
-            dhnext = Whh.T @ dhraw
+            dWxh += np.dot(dhraw, xs[t].T)
+            dWhh += np.dot(dhraw, hs[t - 1].T)
+            dhnext = np.dot(Whh.T, dhraw)
         for d in grads:
             np.clip(d, -5, 5, out=d)
         return loss, grads, hs[len(inputs) - 1]
@@ -96,7 +96,8 @@ def min_char_rnn_train(P, data, n_updates, seq_length=25, eta=0.1):
     for _ in range(n_updates):
         if p + seq_length + 1 >= len(data):
             hprev, p = np.zeros((m, 1)), 0
-        loss, grads, hprev = loss_fun(data[p:p + seq_length], data[p + 1:p + seq_length + 1], hprev)
+        inputs, targets = data[p:p + seq_length].tolist(), data[p + 1:p + seq_length + 1].tolist()  # ints, as there
+        loss, grads, hprev = loss_fun(inputs, targets, hprev)
         smooth = smooth * 0.999 + loss * 0.001
         for param, d, mm in zip((Wxh, Whh, Why, bh, by), grads, mem):
             mm += d * d
