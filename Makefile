@@ -38,7 +38,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 tex: $(VENV)/.installed
 	@$(PY) $(PLANNER) tex
 
-report: setup $(if $(filter 1 yes true,$(value TORCH)),torch) ## train, check, plot, sample and write the PDF report
+report: setup $(if $(filter 1 yes true,$(value TORCH)),torch) ## check, train, plot, sample and write the report (PDF and HTML)
 	@$(PY) $(PLANNER) report
 
 example-page: ## the README's picture, reports/example-page.png, from this run's report.pdf (make report first)
@@ -64,7 +64,7 @@ test: setup ## run every test (engine, notebooks, the PDF, bad input)
 	@$(PY) $(PLANNER) need-tex
 	$(PY) -m pytest tests -q -rs -n 3 --dist loadfile
 
-bench: $(VENV)/.installed ## speed of rnn_core beside the textbook version, and of mini-batches
+bench: $(VENV)/.installed ## speed of rnn_core beside min-char-rnn's loop and the textbook version, of mini-batches and of a study
 	$(PY) tests/bench.py
 
 bench-torch: torch ## the same, with PyTorch's nn.RNN measured beside it

@@ -1,7 +1,7 @@
 """The layout the workbook promises: rnn_core.py is the assignment alone (numpy only, never the
 package), the package has no import cycles, reads no other module's private names, edits no
 sys.path and imports nothing from tests/; every parameter is declared once, in
-workbook/params.py, and what is made from it (the cells, the README's table, the Makefile's
+workbook/params.py, and what is made from it (the cells, docs/parameters.md's table, the Makefile's
 variables, make help) and what uses it (the notebooks' code) agree with it."""
 import ast
 import json

@@ -193,9 +193,12 @@ def test_torch_counts_for_the_gradient_check_and_what_reads_it(monkeypatch, tmp_
     run = runs.plan_run("classic", "1", env=env)
     run.params = runs.resolve_params(run)
     find_spec = importlib.util.find_spec
-    with_torch = runs.fingerprint(run, ["0" * 64])["steps"]
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
-    without = runs.fingerprint(run, ["0" * 64])["steps"]
+
+    def steps(installed: bool) -> dict:       # torch found or not, whether or not this machine has it
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (object() if installed else None)
+                            if name == "torch" else find_spec(name, *a))
+        return runs.fingerprint(run, ["0" * 64])["steps"]
+    with_torch, without = steps(True), steps(False)
     assert [s for s in with_torch if with_torch[s] != without[s]] == ["01_gradient_check", "04_synthesis"]
 
 

@@ -212,11 +212,11 @@ def test_make_lab_starts_a_server_that_answers(tmp_path):
         proc.wait(timeout=60)
 
 
-def test_the_readmes_papermill_command_works_on_a_fresh_clone():
-    """The README's command, as written, from a clean folder: the output folder is made first."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_papermill_command_works_on_a_fresh_clone():
+    """docs/code.md's command, as written, from a clean folder: the output folder is made first."""
+    readme = (ROOT / "docs" / "code.md").read_text(encoding="utf-8")
     block = re.search(r"\n    (cd notebooks && mkdir -p \.\./reports/mine\n.*?run_dir \.\./reports/mine)\n", readme, re.S)
-    assert block, "the README lost its papermill command"
+    assert block, "docs/code.md lost its papermill command"
     command = block[1].replace("\n    ", "\n").replace("\\\n", " ")
     mine = ROOT / "reports" / "mine"
     shutil.rmtree(mine, ignore_errors=True)

@@ -450,7 +450,7 @@ def test_the_html_report_is_one_file_that_a_browser_draws(quick_report, tmp_path
         assert len(rows) > 20 and rows[0] > 1000, (name, rows[:5])
 
 
-# ----------------------------------------------------------------------------- bad input, the README's table
+# ----------------------------------------------------------------------------- bad input, docs/bad-input.md's table
 
 def bad_files(folder: Path) -> dict:
     """The bad data files of the table, made fresh."""
@@ -618,9 +618,8 @@ def test_corpus_npz_holds_the_text_as_read(tmp_path, capsys):
     textfiles.forget_corpus()
 
 
-def test_readme_lists_every_bad_input_case():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("## Bad input"):]
+def test_the_docs_list_every_bad_input_case():
+    table = (ROOT / "docs" / "bad-input.md").read_text(encoding="utf-8")
     assert len(BAD_INPUT) >= 20
     for case, _, _, message in BAD_INPUT:
         assert case in table, case
@@ -644,7 +643,7 @@ def test_source_notebooks_are_committed_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, step
 
 
-def test_parameter_cells_and_the_readme_table_are_in_sync_with_the_spec():
+def test_parameter_cells_and_the_docs_table_are_in_sync_with_the_spec():
     proc = subprocess.run([sys.executable, "-m", "workbook.cells", "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 

@@ -1,5 +1,5 @@
 """Write what is generated from the parameter spec (workbook/params.py): the `parameters` cell
-of every notebook, and the README's table of parameters.
+of every notebook, and the table of parameters in docs/parameters.md.
 
     python -m workbook.cells          # rewrite them
     python -m workbook.cells --check  # exit 1 if one differs (a test runs this)
@@ -14,7 +14,7 @@ import sys
 from workbook import params
 from workbook.runs import NOTEBOOKS, ROOT
 
-README = ROOT / "README.md"
+PARAMETER_PAGE = ROOT / "docs" / "parameters.md"     # its table of parameters is made here
 TABLE_START, TABLE_END = "<!-- parameters: made by python -m workbook.cells -->", "<!-- end of parameters -->"
 
 
@@ -26,7 +26,7 @@ def cell_source(notebook: str) -> str:
     return "\n".join(lines)
 
 
-def readme_table() -> str:
+def parameter_table() -> str:
     """The run parameters as a Markdown table: name, default, what it may be, make variable, notebooks."""
     short = {params.GRADIENT_CHECK: "01", params.TRAIN: "02", params.LOSS_PLOT: "03", params.SYNTHESIS: "04"}
     rows = ["| parameter | default | what | values | make | used in |", "|:--|:--|:--|:--|:--|:--|"]
@@ -49,12 +49,12 @@ def main(check: bool) -> int:
             if not check:
                 cell.source = want
                 nbformat.write(nb, path)
-    text = README.read_text(encoding="utf-8")
+    text = PARAMETER_PAGE.read_text(encoding="utf-8")
     start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
-    if text[start:end] != "\n" + readme_table() + "\n":
-        stale.append(README.name)
+    if text[start:end] != "\n" + parameter_table() + "\n":
+        stale.append(PARAMETER_PAGE.name)
         if not check:
-            README.write_text(text[:start] + "\n" + readme_table() + "\n" + text[end:], encoding="utf-8")
+            PARAMETER_PAGE.write_text(text[:start] + "\n" + parameter_table() + "\n" + text[end:], encoding="utf-8")
     if check and stale:
         print(f"out of date with workbook/params.py: {', '.join(stale)}; run python -m workbook.cells")
         return 1
