@@ -149,7 +149,7 @@ def test_a_full_disk_during_resume_keeps_every_checkpoint(small_disk, tmp_path):
     """The case that lost 30,000 updates: RESUME=1 until the disk is full. The run's checkpoint
     stays whole, and once there is space again RESUME=1 completes the run, bit for bit the same
     as a run never stopped."""
-    args = ["P=m=16 check_m=[3] passage_length=200 temperatures=[1.0] top_ps=[] speed=False "
+    args = ["P=m=16 check_m=[3] passage_length=200 temperatures=[1.0] top_ps=[] speed=False check_torch=False "
             "checkpoint_every=500 sample_every=5000 val_every=5000"]
     make("report", "RUN=d", *args, "N_UPDATES=3000", reports=small_disk)
     run = small_disk / "d"

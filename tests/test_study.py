@@ -157,7 +157,7 @@ def test_a_run_whose_worker_dies_resumes_and_ends_as_if_never_stopped(dask_clust
     never stopped."""
     reports = tmp_path / "r"
     args = ["N_UPDATES=10000", "P=m=8 check_m=[3] sample_every=5000 val_every=5000 passage_length=200 "
-            "temperatures=[1.0] top_ps=[] speed=False checkpoint_every=1000"]
+            "temperatures=[1.0] top_ps=[] speed=False check_torch=False checkpoint_every=1000"]
     proc = make("study", "GRID=chunk_order=sequential", "SEEDS=3", *args, f"SCHEDULER={dask_cluster}",
                 reports=reports, start_new_session=True)
     wait_for(lambda: any(reports.glob(".*.building/checkpoint.npz")), 120, "the first checkpoint")

@@ -863,7 +863,7 @@ def test_resume_through_make_extends_the_run_exactly(quick_report):
     run, _ = quick_report
     before = (run / "history.csv").read_text().splitlines()
     first = json.loads((run / "run.json").read_text())["wall_seconds"]
-    lighter = "P=speed=False check_m=[5]"    # the report's other sections are tested above: only the time matters here
+    lighter = "P=speed=False check_m=[5] check_torch=False"   # the report's other sections are tested above
     make("report", "N_UPDATES=4000", "SAMPLE_EVERY=1000", "RUN=quick", "RESUME=1", lighter, reports=run.parent)
     info = json.loads((run / "run.json").read_text())
     assert info["resumed_from"] == 3000 and info["updates"] == 4000
@@ -896,7 +896,8 @@ def test_data_path_with_spaces_and_non_ascii_works_through_make(tmp_path):
     book = tmp_path / "my book é.txt"
     book.write_text(rc.load_text(ROOT / "data" / "shakespeare.txt")[:200_000], encoding="utf-8")
     proc = make("report", f"DATA={book}", "N_UPDATES=200",
-                "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False",
+                "P=m=8 check_m=[3] sample_every=100 val_every=100 passage_length=200 temperatures=[1.0] top_ps=[] speed=False "
+                "check_torch=False",
                 reports=tmp_path / "reports")
     run = next((tmp_path / "reports").glob("classic-my_book_-seed-1-*"))
     assert f"report: {run}/report.pdf" in proc.stdout
