@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from workbook import compare, measures, render, show
+from test_planner import TINY, make, pdf_text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_BOTTOM = 842 - 2.2 / 2.54 * 72       # A4 in points, less the template's bottom margin (2.2 cm)
@@ -28,8 +29,7 @@ def words_by_page(pdf: Path) -> list:
 
 
 def lines_of(pdf: Path) -> list:
-    return subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True,
-                          check=True).stdout.splitlines()
+    return pdf_text_of(pdf).splitlines()
 
 
 class Box:
@@ -141,7 +141,6 @@ def without(tmp_path: Path, programs: set) -> str:
 
 @needs_tex
 def test_without_tex_make_report_trains_writes_the_html_and_says_how_to_add_the_pdf(tmp_path):
-    from test_planner import TINY, make
     reports = tmp_path / "reports"
     path = without(tmp_path, {"xelatex", "pandoc", "pdftotext", "kpsewhich", "apt-get", "sudo", "brew"})
     env = {**os.environ, "REPORTS": str(reports), "REPORTS_OUTSIDE": "1", "PATH": path}

@@ -176,8 +176,7 @@ def main(argv=None) -> int:
     if made["pdf"]:
         print(f"comparison: {made['pdf']} (and comparison.html beside it)")
     else:
-        print(f"comparison: {made['html']}\nno PDF: this machine lacks {', '.join(render.tex_missing())}; to add it: "
-              f"{render.how_to_add_pdf()}")
+        print(f"comparison: {made['html']}\n{render.no_pdf(render.tex_missing())}")
     return 0
 
 

@@ -38,11 +38,11 @@ import time
 from pathlib import Path
 
 from workbook import params
-from workbook.artefacts import STOP_FILE
+from workbook.artefacts import ARTEFACTS, STOP_FILE, written_by
 from workbook.runs import (MARK, NOTEBOOKS, ROOT, USES_TORCH, VARIABLES, PlanError, Run, data_paths, fingerprint, given,
                            make_command, made_by_workbook, plan_run, read_plan, recipe_variables, rel, reports_folder,
-                           resolve_params, resume_settings, same_run, say, stale_steps, study_name, trained,
-                           value_of, write_plan)
+                           resolve_params, resume_settings, run_folders, same_run, say, stale_steps, study_name,
+                           trained, value_of, write_plan)
 
 STARTED = time.time()         # when this planner started: a study's task (make bench reports the overhead)
 
@@ -285,9 +285,7 @@ def checkpoint_to_resume(run: Run, fp: dict) -> tuple[Path, int]:
     does not fit, and the command that continues it."""
     n, fits, others = run.params["n_updates"], [], []
     own = [run.folder, *attempts(run)]
-    alike = [d for d in (sorted(run.reports.iterdir()) if run.reports.is_dir() else [])
-             if d not in own and not d.name.startswith(".") and d.is_dir() and not d.is_symlink()
-             and read_plan(d).get("resume") == fp["resume"]]
+    alike = [d for d in run_folders(run.reports) if d not in own and read_plan(d).get("resume") == fp["resume"]]
     for d in own + alike:
         k, plan = checkpoint_updates(d), read_plan(d)
         if k < 0:
@@ -389,7 +387,6 @@ def build(run: Run, stop: Stop, quiet: bool = False) -> int:
 def carried_over(base: Path, steps: list) -> list:
     """The files of a run that a new build of it takes as they are: all but the planner's, the
     report and what the steps that run again write."""
-    from workbook.artefacts import ARTEFACTS, written_by
     return [base / name for name in ARTEFACTS if (base / name).is_file()
             and written_by(name) not in (*steps, "the planner", "the report")]
 
@@ -410,8 +407,7 @@ def say_report(folder: Path) -> None:
         say(f"report: {folder / 'report.pdf'} (and report.html beside it)")
     else:
         earlier = " (report.pdf there is an earlier render's)" if (folder / "report.pdf").is_file() else ""
-        say(f"report: {folder / 'report.html'}{earlier}",
-            f"no PDF: this machine lacks {', '.join(missing)}; to add it: {render.how_to_add_pdf()}")
+        say(f"report: {folder / 'report.html'}{earlier}", render.no_pdf(missing))
 
 
 def untouched(run: Run, err: PlanError) -> PlanError:

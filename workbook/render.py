@@ -48,20 +48,10 @@ PARTS = (("", (params.TRAIN, params.GRADIENT_CHECK, params.LOSS_PLOT, params.SYN
 BEYOND = ("# Beyond the assignment\n\nWhat the workbook measures besides the assignment's deliverables: the "
           "loss on text the model never trained on, other ways to sample, and the speed of the code.")
 NOTES = re.compile(r"""show\.notes\(notes, "([^"]+)"\)""")      # a notebook's notes cell, and its section
-REPORT_ORDER = [params.TRAIN, params.GRADIENT_CHECK, params.LOSS_PLOT, params.SYNTHESIS]
 # How each notebook's kernel starts: quiet, and with tornado's logger silenced, whose
 # shutdown-time tracebacks (a ZMQ stream closed under a callback) would follow the one-line error.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL",
                '--IPKernelApp.exec_lines=["import logging", "logging.getLogger(\'tornado\').setLevel(logging.CRITICAL)"]']
-
-
-def font_installed(family: str) -> bool:
-    """Whether fontconfig, which XeLaTeX asks too, knows a font family."""
-    try:
-        return bool(subprocess.run(["fc-list", f":family={family}"], capture_output=True, text=True,
-                                   timeout=30).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 def tex_missing(optional: bool = False) -> list:
@@ -74,7 +64,7 @@ def tex_missing(optional: bool = False) -> list:
         except (OSError, subprocess.SubprocessError):
             found = False
         missing += [] if found else [name]
-    missing += [f for f in (MONO_FONT,) + ((EMOJI_FONT,) if optional else ()) if not font_installed(f)]
+    missing += [f for f in (MONO_FONT,) + ((EMOJI_FONT,) if optional else ()) if not show.system_font(f)]
     return missing
 
 
@@ -92,6 +82,11 @@ def how_to_add_pdf() -> str:
         return f"sudo sh -c '{apt_command()}', then make report again"
     return (f"install TeX Live with XeLaTeX, pandoc, poppler and the fonts {MONO_FONT} and {EMOJI_FONT}, then "
             "make report again")
+
+
+def no_pdf(missing: list) -> str:
+    """The one line that says why there is no PDF, and how to add it."""
+    return f"no PDF: this machine lacks {', '.join(missing)}; to add it: {how_to_add_pdf()}"
 
 
 def install_tex() -> bool:

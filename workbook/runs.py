@@ -8,6 +8,7 @@ Standard library only: `make help` and `make clean` use it before .venv exists.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -398,12 +399,14 @@ def source_of(step: str) -> str:
                    json.loads((NOTEBOOKS / f"{step}.ipynb").read_text(encoding="utf-8"))["cells"])
 
 
+@functools.lru_cache(maxsize=None)    # which files and steps, read once a process: a study asks for every run
 def steps_read(step: str) -> list:
     """The earlier steps whose files a notebook reads: the run's files it names, by their writer."""
     source = source_of(step)
     return sorted({written_by(n) for n in ARTEFACTS if f'"{n}"' in source} & set(params.RUN_NOTEBOOKS) - {step})
 
 
+@functools.lru_cache(maxsize=None)    # the files' bytes are hashed at each fingerprint, never cached
 def code_files(step: str) -> list:
     """What a step's results depend on as code: rnn_core.py, its notebook and the modules it uses."""
     return ["rnn_core.py", f"notebooks/{step}.ipynb"] + modules_used([step])
@@ -476,12 +479,18 @@ def trained(plan: dict, fp: dict) -> bool:
 def same_run(run: Run, fp: dict) -> Path | None:
     """A complete run in REPORTS with this fingerprint's results (the same settings, text and
     code), made under another name; None when there is none."""
-    for d in sorted(run.reports.iterdir()) if run.reports.is_dir() else []:
-        if d != run.folder and not d.name.startswith(".") and d.is_dir() and not d.is_symlink():
-            plan = read_plan(d)
-            if plan.get("kind") == f"{MARK} run" and trained(plan, fp):
-                return d
+    for d in run_folders(run.reports):
+        plan = read_plan(d)
+        if d != run.folder and plan.get("kind") == f"{MARK} run" and trained(plan, fp):
+            return d
     return None
+
+
+def run_folders(reports: Path) -> list:
+    """The folders in REPORTS that may hold a run, sorted: not hidden (a run being built, a
+    render), not links."""
+    return [d for d in (sorted(reports.iterdir()) if reports.is_dir() else [])
+            if not d.name.startswith(".") and d.is_dir() and not d.is_symlink()]
 
 
 def read_plan(folder: Path) -> dict:
