@@ -13,7 +13,7 @@ unexport MPLBACKEND                # Agg would remove every plot from the execut
 # variables, exactly as typed: never spliced into shell code or into make's own parsing, so a value
 # with ', ", $, ;, spaces or é is only data. The planner names the run, decides what is up to date,
 # builds it beside the old one and keeps what fails (see its docstring).
-VARIABLES := PRESET DATA SEED M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SAMPLE_EVERY P RESUME \
+VARIABLES := PRESET DATA SEED CELL M ETA SEQ_LENGTH SIGMA INIT OPTIMIZER N_UPDATES SAMPLE_EVERY P RESUME \
   CODE TORCH AUTHOR NOTES SEEDS PRESETS JOBS REPORTS REPORTS_OUTSIDE RUN MAX_RUNS GRID LAB_ARGS SCHEDULER
 $(foreach v,$(VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 PLANNER = -m workbook

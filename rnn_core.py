@@ -96,11 +96,11 @@ class RNN:
         return [getattr(self, n) for n in self.NAMES]
 
     def copy(self) -> "RNN":
-        return RNN(*(a.copy() for a in self.arrays()))
+        return type(self)(*(a.copy() for a in self.arrays()))
 
     def astype(self, dtype) -> "RNN":
         """The same parameters in dtype; arrays already in it are shared, not copied."""
-        return RNN(*(np.asarray(a, dtype=dtype) for a in self.arrays()))
+        return type(self)(*(np.asarray(a, dtype=dtype) for a in self.arrays()))
 
     @staticmethod
     def shapes(K: int, m: int) -> dict:
@@ -477,7 +477,7 @@ class TrainState:
     def new(cls, rnn: RNN, *, n_updates: int, optimizer: str, eta: float, rng: np.random.Generator,
             batch_size: int = 1, dtype=np.float64) -> "TrainState":
         """The state before the first update: rnn's parameters (copied, in dtype), h = 0."""
-        P, theta = RNN.packed(rnn.K, rnn.m, dtype)
+        P, theta = type(rnn).packed(rnn.K, rnn.m, dtype)
         for dst, src in zip(P.arrays(), rnn.arrays()):
             dst[...] = src
         return cls(theta=theta, opt=Optimizer.new(optimizer, theta.size, eta, dtype),
@@ -503,7 +503,7 @@ class TrainState:
         """The run so far as a History, models in float64. Sample j was drawn from the model after
         j updates: it is labelled with the smooth loss then."""
         k = self.k
-        best, best_flat = RNN.packed(self.P.K, self.P.m)
+        best, best_flat = type(self.P).packed(self.P.K, self.P.m)
         best_flat[...] = self.best
         samples = [(j, float(self.smooth_loss[max(j - 1, 0)]) if k else math.nan, ix)
                    for j, ix in zip(self.sample_update, self.sample_text)]

@@ -106,33 +106,13 @@ def matmul_tn(A: np.ndarray, B: np.ndarray, out: np.ndarray, buf: BatchBuffers) 
             out += spare
 
 
-def forward_backward_batch(P: rc.RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray, buf: BatchBuffers,
-                           G: rc.RNN, keep: np.ndarray | None = None, scale: float = 1.0) -> float:
-    """Loss summed over all T x B characters of X, Y (T, B); the gradients of scale x that
-    loss into G (scale 1 / B: the mean over the streams); h_t into buf.H.
-
-    H0 (B, m) holds each stream's h_0. keep (T, B, 1) of 0.0/1.0, if given, multiplies h_{t-1}
-    before step t: 0 starts that stream afresh there (a tweet's start), in the forward pass
-    and, through the same product, in the backward pass. Works in the dtype of P, G and buf
-    (float64 or float32); the loss is summed in float64.
-    """
-    T, B = X.shape
-    m, K, n = P.m, P.K, T * B
-    H, Hin, Pr, dH, D, tmp = buf.H, buf.Hin, buf.P, buf.dH, buf.D, buf.tmp
-    total, ones = buf.total, buf.ones
-    H[0] = H0
-    np.add(P.U, P.b, out=buf.UbT.T)
-    np.take(buf.UbT, X, axis=0, out=H[1:])      # H[t+1] = U x_t + b until step t adds W h_{t-1}
-    WT = buf.WT                                 # W^T laid out in memory for the steps' products,
-    np.copyto(WT, P.W.T)                        # which read it row by row
-    with BLAS.serial():
-        for t in range(T):
-            if keep is not None:
-                np.multiply(H[t], keep[t], out=Hin[t])
-            np.dot(Hin[t], WT, out=tmp)
-            tmp += H[t + 1]
-            np.tanh(tmp, out=H[t + 1])
-    Hs = H[1:].reshape(n, m)
+def output_layer(Hs: np.ndarray, Y: np.ndarray, P: rc.RNN, buf: BatchBuffers, G: rc.RNN, dHs: np.ndarray,
+                 scale: float) -> float:
+    """The output layer of every row at once: o = V h + c, p = softmax(o), the loss summed over
+    the rows of Hs (n, m) against Y (n targets, in float64), and its gradients times scale: dV
+    and dc into G, dL/dh into dHs (n, m). Shared by the RNN's batched pass and the LSTM's."""
+    n, K = len(Hs), P.K
+    Pr, total, ones = buf.P, buf.total, buf.ones
     yix = buf.yix                       # where y_t sits in Pr, flat
     np.add(buf.row_starts, Y.reshape(-1), out=yix)
     flat = Pr.reshape(-1)
@@ -156,18 +136,54 @@ def forward_backward_batch(P: rc.RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarr
     flat[yix] -= scale                  # dL/do_t = p_t - onehot(y_t), times scale
     matmul_tn(Pr, Hs, G.V, buf)
     np.matmul(ones[:n], Pr, out=G.c[:, 0])
-    np.matmul(Pr, P.V, out=dH.reshape(n, m))
-    dA = dH                             # dL/da_t overwrites dL/dh_t once step t has used it
-    with BLAS.serial():
-        rc.backward_through_time(dH, H[1:], P.W, D, dA, tmp, keep)
-    dA2 = dA.reshape(n, m)
-    matmul_tn(dA2, Hin.reshape(n, m), G.W, buf)
-    np.matmul(ones[:n], dA2, out=G.b[:, 0])
+    np.matmul(Pr, P.V, out=dHs)
+    return loss
+
+
+def weight_grads(dA: np.ndarray, Hin: np.ndarray, X: np.ndarray, buf: BatchBuffers, G: rc.RNN) -> None:
+    """dW = sum dA h_{t-1}^T, db = sum dA, dU = sum dA x_t^T over the n rows of dA (n, rows of W)
+    and Hin (n, m), X the n inputs: three products. Shared by the RNN's batched pass and the LSTM's."""
+    n = len(dA)
+    matmul_tn(dA, Hin, G.W, buf)
+    np.matmul(buf.ones[:n], dA, out=G.b[:, 0])
     onehot = buf.onehot                 # row i: onehot(x_i), for dU as one product
     onehot[buf.rows, buf.hot] = 0.0
     np.copyto(buf.hot, X.reshape(-1))
     onehot[buf.rows, buf.hot] = 1.0
-    matmul_tn(dA2, onehot, G.U, buf)
+    matmul_tn(dA, onehot, G.U, buf)
+
+
+def forward_backward_batch(P: rc.RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarray, buf: BatchBuffers,
+                           G: rc.RNN, keep: np.ndarray | None = None, scale: float = 1.0) -> float:
+    """Loss summed over all T x B characters of X, Y (T, B); the gradients of scale x that
+    loss into G (scale 1 / B: the mean over the streams); h_t into buf.H.
+
+    H0 (B, m) holds each stream's h_0. keep (T, B, 1) of 0.0/1.0, if given, multiplies h_{t-1}
+    before step t: 0 starts that stream afresh there (a tweet's start), in the forward pass
+    and, through the same product, in the backward pass. Works in the dtype of P, G and buf
+    (float64 or float32); the loss is summed in float64.
+    """
+    T, B = X.shape
+    m, K, n = P.m, P.K, T * B
+    H, Hin, dH, D, tmp = buf.H, buf.Hin, buf.dH, buf.D, buf.tmp
+    H[0] = H0
+    np.add(P.U, P.b, out=buf.UbT.T)
+    np.take(buf.UbT, X, axis=0, out=H[1:])      # H[t+1] = U x_t + b until step t adds W h_{t-1}
+    WT = buf.WT                                 # W^T laid out in memory for the steps' products,
+    np.copyto(WT, P.W.T)                        # which read it row by row
+    with BLAS.serial():
+        for t in range(T):
+            if keep is not None:
+                np.multiply(H[t], keep[t], out=Hin[t])
+            np.dot(Hin[t], WT, out=tmp)
+            tmp += H[t + 1]
+            np.tanh(tmp, out=H[t + 1])
+    Hs = H[1:].reshape(n, m)
+    loss = output_layer(Hs, Y, P, buf, G, dH.reshape(n, m), scale)
+    dA = dH                             # dL/da_t overwrites dL/dh_t once step t has used it
+    with BLAS.serial():
+        rc.backward_through_time(dH, H[1:], P.W, D, dA, tmp, keep)
+    weight_grads(dA.reshape(n, m), Hin.reshape(n, m), X, buf, G)
     return loss
 
 

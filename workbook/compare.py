@@ -19,7 +19,7 @@ import numpy as np
 
 from workbook import render
 from workbook.notebook import need, read_history, read_json, read_validation
-from workbook.show import fmt_small
+from workbook.show import fmt_seconds, fmt_small
 
 
 def load_run(run_dir) -> dict:
@@ -125,6 +125,91 @@ def compare_summary(groups: dict, metric: str = "smooth") -> str:
         text += (f" The rule: {RULE}. **{first}** has the lowest {what}, {fmt_small(m2 - m1)} below **{second}** "
                  f"({fmt_small((m2 - m1) / math.log(2))} bits), {verdict(m2 - m1, spread)}.")
     return text
+
+
+# ----------------------------------------------------------------------------- the LSTM against the RNN
+
+def cells_compared(axes: list) -> bool:
+    """GRID is cell=rnn,lstm (in either order) and nothing else: the study that asks whether the
+    LSTM's gates help; it gets a vanilla RNN of the LSTM's parameter count beside them (study.py)."""
+    return len(axes) == 1 and axes[0][0] == "cell" and sorted(axes[0][1]) == ["lstm", "rnn"]
+
+
+def varied_params(labels: list) -> list:
+    """The parameters the study's labels set ("cell = rnn, m = 216"): the grid's, and the m of
+    the matched RNN."""
+    return sorted({part.split(" = ", 1)[0] for label in labels for part in label.split(", ") if " = " in part})
+
+
+def score_at(r: dict, metric: str, update: int) -> tuple[float, int] | None:
+    """A run's score (held-out or smooth loss per character) at its last measurement no later
+    than `update`, and that measurement's update; None before the first."""
+    if metric == "val":
+        done = r["val"][r["val"][:, 0] <= update]
+        return (float(done[-1, 1]), int(done[-1, 0])) if len(done) else None
+    k = min(update, len(r["per_char"]))
+    return (float(r["per_char"][k - 1]), k) if k >= 1 else None
+
+
+def mean_sd(values) -> tuple[float, float]:
+    v = np.array(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+
+def said(mean: float, sd: float) -> str:
+    return f"{mean:.3f}" + ("" if math.isnan(sd) else f" ± {fmt_small(sd)}")
+
+
+def cell_study(groups: dict, metric: str, K: int) -> tuple[list, list, str]:
+    """The study of cell=rnn,lstm: rows at equal updates and at equal wall time (the fastest
+    setting's mean training time: each run's score at its last measurement before it), and the
+    sentence that answers "does the gate help?" with the numbers and the lead rule (RULE)."""
+    from workbook.lstm import n_params
+    lstm_g = "cell = lstm"
+    others = [g for g in groups if g != lstm_g]              # the RNN of the same m, then the matched one
+    order = [lstm_g] + others
+    what = MEASURES[metric]
+    p = {g: groups[g][0]["params"] for g in order}
+    name = {g: f"{'LSTM' if p[g]['cell'] == 'lstm' else 'vanilla RNN'}, m = {p[g]['m']}" for g in order}
+    count = {g: n_params(p[g]["cell"], K, p[g]["m"]) for g in order}
+    seconds = {g: float(np.mean([r["wall_seconds"] for r in groups[g]])) for g in order}
+    budget = min(seconds.values())
+
+    def scores(g, at_time):
+        """(mean, sd) of the group's scores, and the mean update they were measured at; None
+        when a run had no measurement yet."""
+        got = [score_at(r, metric, int(budget * r["updates"] / r["wall_seconds"])) if at_time else
+               (final_score(r, metric), r["updates"]) for r in groups[g]]
+        if not all(got):
+            return None
+        return mean_sd([s for s, _ in got]), int(np.mean([k for _, k in got]))
+
+    def compared(table) -> str:
+        spreads = [sd for v in table.values() if v for _, sd in [v[0]] if not math.isnan(sd)]
+        spread = max(spreads) if spreads else float("nan")
+        mine = table[lstm_g][0][0]
+        parts = []
+        for g in others:
+            if table[g] is None:
+                continue
+            theirs = table[g][0][0]
+            lower = "the LSTM" if mine < theirs else f"the {name[g]}"
+            parts.append(f"{said(*table[g][0])} for the {name[g]} ({count[g]:,} parameters): {lower} is lower by "
+                         f"{fmt_small(abs(theirs - mine))}, {verdict(abs(theirs - mine), spread)}")
+        return "; and ".join(parts)
+
+    end = {g: scores(g, False) for g in order}
+    timed = {g: scores(g, True) for g in order}
+    equal_rows = [[name[g], f"{count[g]:,}", said(*end[g][0]), fmt_seconds(seconds[g])] for g in order]
+    time_rows = [[name[g], f"{timed[g][1]:,}", said(*timed[g][0])] if timed[g] else [name[g], "none yet", ""]
+                 for g in order]
+    sentence = (f"At equal updates ({end[lstm_g][1]:,}), the LSTM ({count[lstm_g]:,} parameters) reaches a {what} of "
+                f"{said(*end[lstm_g][0])} nats per character, against {compared(end)}.")
+    if timed[lstm_g] is not None and budget < seconds[lstm_g]:
+        sentence += (f" At equal wall time ({fmt_seconds(budget)}, the fastest setting's mean training time), the "
+                     f"LSTM had made {timed[lstm_g][1]:,} updates and scored {said(*timed[lstm_g][0])}, against "
+                     f"{compared(timed)}.")
+    return equal_rows, time_rows, sentence
 
 
 # ----------------------------------------------------------------------------- the command

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 import rnn_core as rc
+from workbook import lstm
 
 CHECKPOINT_FORMAT = 2   # the checkpoint layout: each state field a member (see state_dict)
 
@@ -93,9 +94,10 @@ def check_npz_sizes(path: Path) -> None:
 # ----------------------------------------------------------------------------- model files
 
 def save_model(path, rnn: rc.RNN, vocab: rc.Vocab, meta: dict | None = None, *, start=None) -> None:
-    """One .npz with b, c, U, W, V, the vocabulary and a JSON dict of hyper-parameters.
+    """One .npz with b, c, U, W, V (an RNN's or an LSTM's: their shapes tell), the vocabulary and
+    a JSON dict of hyper-parameters.
 
-    start : (h (m,), x) a hidden state the model reached in training and the character that
+    start : (h (m,) or an LSTM's [h; C] (2m,), x) a state the model reached in training and the character that
     came next, where sampling from it can start (History.best_h, best_x).
     """
     if vocab.K != rnn.K:
@@ -104,7 +106,7 @@ def save_model(path, rnn: rc.RNN, vocab: rc.Vocab, meta: dict | None = None, *, 
     arrays["vocab"] = np.array([ord(ch) for ch in vocab.chars], dtype=np.uint32)
     arrays["meta"] = json_array(meta or {})
     if start is not None:
-        arrays["start_h"] = np.asarray(start[0], dtype=np.float64).reshape(rnn.m)
+        arrays["start_h"] = np.asarray(start[0], dtype=np.float64).reshape(lstm.state_size(rnn))
         arrays["start_x"] = np.array(int(start[1]), dtype=np.int64)
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
@@ -128,9 +130,11 @@ def load_model(path) -> tuple[rc.RNN, rc.Vocab, dict]:
             or len(np.unique(codes)) != len(codes):
         raise rc.RNNError(f"{p}: its vocabulary holds codes that are not distinct characters; the file is damaged")
     vocab = rc.Vocab("".join(map(chr, codes.tolist())))
-    rnn = rc.RNN(*(arrays[n].astype(np.float64) for n in rc.RNN.NAMES))
+    b, V = arrays["b"], arrays["V"]
+    kind = lstm.LSTM if b.ndim == 2 and V.ndim == 2 and b.shape[0] == 4 * V.shape[1] else rc.RNN   # 4m gate rows
+    rnn = kind(*(arrays[n].astype(np.float64) for n in rc.RNN.NAMES))
     K, m = vocab.K, rnn.m
-    for name, shape in rc.RNN.shapes(K, m).items():
+    for name, shape in kind.shapes(K, m).items():
         if getattr(rnn, name).shape != shape:
             raise rc.RNNError(f"{p}: {name} has shape {getattr(rnn, name).shape}, expected {shape} "
                               f"for K={K}, m={m}; the file is damaged or from another program")
@@ -145,7 +149,7 @@ def load_model(path) -> tuple[rc.RNN, rc.Vocab, dict]:
         raise rc.RNNError(f"{p}: its metadata is not valid JSON; the file is damaged") from None
     if start is not None:
         h, x = np.asarray(start[0], dtype=np.float64), start[1]
-        if h.shape != (m,) or not np.isfinite(h).all() or x.shape != () or not 0 <= int(x) < K:
+        if h.shape != (lstm.state_size(rnn),) or not np.isfinite(h).all() or x.shape != () or not 0 <= int(x) < K:
             raise rc.RNNError(f"{p}: its start state does not fit K={K}, m={m}; the file is damaged")
         meta = {**meta, "start_h": h, "start_x": int(x)}
     return rnn, vocab, meta

@@ -230,6 +230,8 @@ PARAMETERS = [
     P("corpus_format", '"text"', Choice(("text", "tweets")), '"text", or "tweets": data_path is a tweet-archive JSON file',
       (START, T, S), record=True),
     P("seed", "1", Whole(0), "seeds every random draw of the run", (G, T, S), make="SEED", record=True),
+    P("cell", '"rnn"', Choice(("rnn", "lstm")), '"rnn" (the assignment\'s vanilla RNN) or "lstm" (an LSTM layer of m units)',
+      (G, T), make="CELL", name_part="", record=True),
     P("m", "100", Whole(1), "hidden units", (G, T), make="M", name_part="m", record=True),
     P("eta", "0.1", Positive(), "learning rate", (G, T), make="ETA", name_part="eta", record=True),
     P("seq_length", "25", Whole(1), "characters per chunk, T", (START, G, T), make="SEQ_LENGTH", name_part="T",

@@ -600,6 +600,26 @@ def one(env=None) -> int:
     return build(run, stop, quiet=True)
 
 
+def matched_rnn(pts: list) -> list:
+    """The study of cell=rnn,lstm gets, for each seed, a vanilla RNN of the LSTM's parameter count:
+    its m from the run's m and the text's vocabulary, said here."""
+    from workbook import lstm, study as st, textfiles
+    from rnn_core import RNNError
+    first = plan_run(pts[0].preset, pts[0].seed, env=pts[0].env(dict(os.environ)), pdf=False)
+    values = resolve_params(first)
+    try:
+        K = textfiles.read_corpus(values["data_path"], values["corpus_format"], keep_retweets=values["keep_retweets"],
+                                  keep_links=values["keep_links"]).vocab.K
+    except RNNError as err:
+        raise PlanError(str(err)) from None
+    extra = st.matched_points(pts, values["m"], K)
+    if extra:
+        mm = dict(extra[0].values)["m"]
+        say(f"study: with each seed, a vanilla RNN of m = {mm} ({lstm.n_params('rnn', K, int(mm)):,} parameters), "
+            f"the LSTM's count at m = {values['m']} ({lstm.n_params('lstm', K, values['m']):,}) on K = {K} characters")
+    return extra
+
+
 def study(verb: str) -> int:
     """make study / batch / compare: every point of GRID (none for batch; the presets for
     compare), for every seed, each an ordinary run made by `python -m workbook one` as a Dask task
@@ -628,6 +648,8 @@ def study(verb: str) -> int:
     if not presets or not seeds:
         raise PlanError("give at least one preset and one seed (PRESETS, SEEDS)")
     pts = st.points(presets, seeds, axes)
+    if st.cells_compared(axes):
+        pts += matched_rnn(pts)
     if len(pts) > most:
         raise PlanError(f"GRID x SEEDS makes {len(pts)} runs, more than MAX_RUNS={most}; make a smaller study, "
                         f"or set MAX_RUNS={len(pts)} to make them all")

@@ -275,7 +275,8 @@ def assemble(run_dir: Path, code: str, author: str, notes_file=None):
     report = nbformat.v4.new_notebook()
     report.metadata = {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "title": f"DD2424 Assignment 4: a character-level RNN on {info['corpus']['name']}",
+        "title": f"DD2424 Assignment 4: a character-level "
+                 f"{'LSTM' if info['params']['cell'] == 'lstm' else 'RNN'} on {info['corpus']['name']}",
         "authors": [{"name": author}],
         "date": datetime.date.today().strftime("%-d %B %Y"),
     }

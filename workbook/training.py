@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 import rnn_core as rc
-from workbook import files
+from workbook import files, lstm
 from workbook.batched import BLAS, BatchBuffers, forward_backward_batch, resets
 from workbook.artefacts import STOP_FILE
 
@@ -70,15 +70,19 @@ class RunReader(rc.Reader):
     float32; and the pass that learns from it (rnn_core's for one stream, else the batched one)."""
 
     def __init__(self, data: np.ndarray, K: int, m: int, *, T: int, B: int, order: str, reset_ix,
-                 loss_reduction: str, dtype):
+                 loss_reduction: str, dtype, cell: str = "rnn"):
         super().__init__(data, K, m, T=T, loss_reduction=loss_reduction, dtype=dtype)
         N = len(data)
         self.B, self.order, self.reset_ix, self.dtype = B, order, reset_ix, dtype
         self.L = (N - 1) // B                 # characters each stream reads (sequential order)
         self.starts = np.arange(B) * self.L
         self.n_chunks = (N - 1) // T          # chunk starts (shuffled order)
-        self.batched = B > 1 or reset_ix is not None or order != "sequential"
-        if self.batched:
+        self.lstm = cell == "lstm"            # the LSTM's pass takes any number of streams, 1 too
+        self.batched = B > 1 or reset_ix is not None or order != "sequential" or self.lstm
+        if self.lstm:
+            self.buf = lstm.LSTMBuffers(K, m, T, B, reset_ix is not None, dtype)
+            self.G, self.grad = lstm.LSTM.packed(K, m, dtype)
+        elif self.batched:
             self.buf = BatchBuffers(K, m, T, B, reset_ix is not None, dtype)
         self.steps_and_one = np.arange(T + 1)[:, None]
         self.scale /= B
@@ -109,8 +113,12 @@ class RunReader(rc.Reader):
             return super().learn(st, starts)
         XY = self.data[starts[None, :] + self.steps_and_one].astype(np.intp, copy=False)   # (T + 1, B):
         X, Y = XY[:-1], XY[1:]                                     # X is rows 0..T-1, Y rows 1..T
-        loss = forward_backward_batch(st.P, X, Y, st.hprev, self.buf, self.G,
-                                      resets(X, self.reset_ix, self.dtype), self.scale) * self.scale
+        keep = resets(X, self.reset_ix, self.dtype)
+        if self.lstm:
+            loss = lstm.forward_backward(st.P, X, Y, st.hprev, self.buf, self.G, keep, self.scale) * self.scale
+            st.hprev[...] = lstm.last_state(self.buf)
+            return loss
+        loss = forward_backward_batch(st.P, X, Y, st.hprev, self.buf, self.G, keep, self.scale) * self.scale
         st.hprev[...] = self.buf.H[self.T]
         return loss
 
@@ -217,6 +225,13 @@ class RunWatch(rc.Watch):
             self.save(st)
         return True
 
+    def sample(self, st: RunState, x0: int) -> None:
+        """rc.Watch.sample, by the cell's own sampler."""
+        if st.k % self.sample_every == 0 and self.sample_length:
+            draw = lstm.synthesize if lstm.is_lstm(st.P) else rc.synthesize
+            st.sample_update.append(st.k)
+            st.sample_text.append(draw(st.P, st.hprev[0], x0, self.sample_length, rng=st.rng))
+
     def save(self, st: RunState) -> None:
         """The state before update k + 1, which a resume starts from."""
         st.seconds = self.seconds0 + time.perf_counter() - self.clock
@@ -312,10 +327,11 @@ def train(rnn: rc.RNN, data, *, n_updates: int, rng: np.random.Generator, seq_le
     data = indices(data)
     val_data = None if val_data is None else indices(val_data)
     K, m = rnn.K, rnn.m
+    cell = "lstm" if lstm.is_lstm(rnn) else "rnn"
     reader = RunReader(data, K, m, T=seq_length, B=batch_size, order=chunk_order, reset_ix=reset_ix,
-                       loss_reduction=loss_reduction, dtype=f)
+                       loss_reduction=loss_reduction, dtype=f, cell=cell)
     # what a checkpoint must agree with to be resumed (n_updates may grow)
-    config = {"K": K, "m": m, "seq_length": seq_length, "eta": eta, "optimizer": optimizer, "clip": clip,
+    config = {"cell": cell, "K": K, "m": m, "seq_length": seq_length, "eta": eta, "optimizer": optimizer, "clip": clip,
               "loss_reduction": loss_reduction, "sample_every": sample_every, "sample_length": sample_length,
               "batch_size": batch_size, "chunk_order": chunk_order,
               "reset_ix": None if reset_ix is None else int(reset_ix), "val_every": val_every, "best_by": best_by,
@@ -323,6 +339,8 @@ def train(rnn: rc.RNN, data, *, n_updates: int, rng: np.random.Generator, seq_le
               "dtype": dtype, "info": info or {}}
     st = RunState.new(rnn, n_updates=n_updates, optimizer=optimizer, eta=eta, rng=rng, batch_size=batch_size,
                       dtype=f)
+    if cell == "lstm":                  # each stream carries [h; C]
+        st.hprev, st.best_h = np.zeros((batch_size, 2 * m), f), np.zeros(2 * m, f)
     st.order = np.zeros(reader.n_order, np.int64)
     if resume:
         st.load_state_dict(files.read_checkpoint(Path(checkpoint), config, n_updates), checkpoint)
@@ -345,7 +363,8 @@ def evaluate(rnn: rc.RNN, data, *, h0=None, context=None, burn_in: int = VAL_BUR
     """Mean cross-entropy per character (nats) of predicting data[1:] from data[:-1], read as a
     continuation of what the model has read before it.
 
-    h0 (m,) : the hidden state to start from: the one training carries (zero if None).
+    h0 (m,) : the hidden state to start from: the one training carries (zero if None); for an
+        LSTM, its state [h; C] (2m,).
     context : the text before data (the training text). From h0, each reading first takes the
         burn_in characters before its first scored one, unscored: the last of context for the
         first piece. The score then starts from a state that the model reached on real text,
@@ -353,7 +372,7 @@ def evaluate(rnn: rc.RNN, data, *, h0=None, context=None, burn_in: int = VAL_BUR
     The text is cut into `streams` pieces read side by side for speed, each with its own
     burn-in; the pieces' score is within 0.01 of one continuous reading (tested). h0=None and
     context=None give the zero-state score: each piece from h = 0.
-    tanh is computed as 1 - 2 / (exp(2a) + 1), cheaper than np.tanh and within 1e-16 of it:
+    The RNN's tanh is computed as 1 - 2 / (exp(2a) + 1), cheaper than np.tanh and within 1e-16 of it:
     this scores a model, it does not feed a gradient.
     """
     data = np.asarray(data, dtype=np.intp)
@@ -365,15 +384,18 @@ def evaluate(rnn: rc.RNN, data, *, h0=None, context=None, burn_in: int = VAL_BUR
     b = len(before) if burn_in > 0 else 0
     full = np.concatenate([before[len(before) - b:], data])   # stream j reads full[jL : jL + b + L]
     rnn = rnn.astype(np.float64)        # a float32 model is scored in float64 too
+    width = lstm.state_size(rnn)        # the state each piece carries: h, or the LSTM's [h; C]
     XU = (rnn.U + rnn.b).T.copy()       # (K, m)
     WT, VT = rnn.W.T, rnn.V.T
     starts = np.arange(S) * L
-    Hs = np.empty((T, S, m))
-    h = np.zeros((S, m)) if h0 is None else np.repeat(np.asarray(h0, np.float64).reshape(1, m), S, axis=0)
+    Hs = np.empty((T, S, width))
+    h = np.zeros((S, width)) if h0 is None else np.repeat(np.asarray(h0, np.float64).reshape(1, width), S, axis=0)
 
-    def read(h, X, out):                # h_t for inputs X (S,) from h_{t-1} (S, m), into out
+    def read(h, X, out):                # the state after inputs X (S,) from the state h (S, width), into out
         if reset_ix is not None:
             h = h * (X != reset_ix)[:, None]
+        if width != m:
+            return lstm.step(rnn, h, X, out)
         np.dot(h, WT, out=out)
         out += XU[X]
         out *= 2.0
@@ -385,7 +407,7 @@ def evaluate(rnn: rc.RNN, data, *, h0=None, context=None, burn_in: int = VAL_BUR
 
     total = 0.0
     with np.errstate(over="ignore"), BLAS.serial():  # exp(2a) = inf gives tanh = 1, as it should
-        pair = np.empty((2, S, m))      # the burn-in: read, do not score (two buffers in turn,
+        pair = np.empty((2, S, width))  # the burn-in: read, do not score (two buffers in turn,
         for t in range(b):              # so that a step never writes over its input)
             h = read(h, full[starts + t], pair[t % 2])
         for s in range(0, L, T):
@@ -394,7 +416,7 @@ def evaluate(rnn: rc.RNN, data, *, h0=None, context=None, burn_in: int = VAL_BUR
             Y = full[starts[None, :] + b + s + 1 + np.arange(t_len)[:, None]]
             for t in range(t_len):
                 h = read(h, X[t], Hs[t])
-            O = Hs[:t_len].reshape(-1, m) @ VT
+            O = Hs[:t_len, :, :m].reshape(-1, m) @ VT   # h: the state's first m numbers
             O += rnn.c[:, 0]
             O -= O.max(axis=1, keepdims=True)
             total -= float(O[np.arange(len(O)), Y.reshape(-1)].sum() - np.log(np.exp(O).sum(axis=1)).sum())
