@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 import rnn_core as rc
-from workbook import training
+from workbook import lstm, training
 from workbook import textbook as tb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"train": 5.0, "synthesize": 3.5}   # train: against min-char-rnn's loop; synthesize: the textbook's
 EVAL_TARGET = 1.0        # seconds per held-out score of the 109,171 held-out characters (about 110k), m=100
 BATCH_TARGET = 200_000   # chars/s at B=32
+LSTM_TARGET = 4.0        # an LSTM update (m=100, B=1) at most this many times a vanilla RNN's
 BLAS = ThreadpoolController()
 
 
@@ -118,11 +119,11 @@ def gemm_rate() -> float:
         return best_rate(lambda: [np.matmul(a, w, out=out) for _ in range(200)], 200 * 800 * 100 * 100, 5) / 1e9
 
 
-def torch_rates(B: int, T: int, m: int, thread_counts) -> list:
+def torch_rates(B: int, T: int, m: int, thread_counts, cell: str = "rnn") -> list:
     python = os.environ.get("TORCH_PYTHON")
     if not python:
         return []
-    proc = subprocess.run([python, str(ROOT / "tests" / "torch_reference.py"), str(ROOT / "data" / "shakespeare.txt"),
+    proc = subprocess.run([python, str(ROOT / "tests" / "torch_reference.py"), str(ROOT / "data" / "shakespeare.txt"), cell,
                            *map(str, (B, T, m, 1, *thread_counts))], capture_output=True, text=True)
     if proc.returncode:
         print(f"PyTorch reference failed: {proc.stderr.strip().splitlines()[-1]}")
@@ -196,6 +197,8 @@ def main():
     if not torch:
         print("  (make bench-torch runs PyTorch's nn.RNN on the same task here, for a side-by-side ratio)")
 
+    lstm_rows(rnn, data, K, m, T, cores)
+
     # the held-out score as training takes it (64 pieces, each from the carried state through a
     # burn-in) against the textbook's one forward reading of the same text, and the 1 s target
     cut = int(len(data) * 0.9)          # the last 10% held out, here and below
@@ -230,6 +233,41 @@ def main():
               f"{hist.updates * B * T / 1e6:4.1f}M characters in {seconds:4.1f} s: "
               f"{training.evaluate(model, held_out, h0=hist.last_h, context=train_part):.3f} nats/char held out "
               f"(read on from training, as the report does)")
+
+
+def lstm_rows(rnn, data, K: int, m: int, T: int, cores: int) -> None:
+    """The LSTM: an update at batch 1 against the vanilla RNN's (interleaved, one BLAS thread; it
+    does about 4x the arithmetic), and characters per second at B=32 in float32 against PyTorch's
+    nn.LSTM on the same task (make bench-torch), on one thread and on all, rounds taking turns."""
+    P = lstm.init_lstm(K, m, rng=np.random.default_rng(0))
+    n = 2000
+    with BLAS.limit(limits=1, user_api="blas"):
+        rates = best_rates({"rnn": lambda: rc.train(rnn.copy(), data, n_updates=n, rng=np.random.default_rng(0),
+                                                    sample_every=10**9),
+                            "lstm": lambda: training.train(P.copy(), data, n_updates=n, rng=np.random.default_rng(0),
+                                                           sample_length=0)}, {"rnn": n, "lstm": n})
+    ratio = rates["rnn"] / rates["lstm"]
+    print(f"\nLSTM, m={m}, batch 1, one BLAS thread: {rates['lstm']:,.0f} updates/s, the vanilla RNN's "
+          f"{rates['rnn']:,.0f}: an LSTM update takes {ratio:.1f}x as long (target <= {LSTM_TARGET:.0f}x: "
+          f"{'ok' if ratio <= LSTM_TARGET else 'BELOW TARGET'})")
+    ours, theirs = {}, {}
+    for _ in range(3):
+        for threads in sorted({1, cores}):
+            with BLAS.limit(limits=threads, user_api="blas"):
+                ours[threads] = max(ours.get(threads, 0.0), best_rate(
+                    lambda: training.train(P.copy(), data, n_updates=300, rng=np.random.default_rng(0), batch_size=32,
+                                           sample_length=0, dtype="float32"), 300 * 32 * T, repeats=1))
+        for ref in torch_rates(32, T, m, sorted({1, cores}), cell="lstm"):
+            theirs[ref["threads"]] = max(theirs.get(ref["threads"], 0.0), ref["chars_per_s"])
+    for threads, chars in ours.items():
+        line = f"  LSTM at B=32, float32, {threads} BLAS thread(s): {chars:,.0f} chars/s"
+        if threads in theirs:
+            r = chars / theirs[threads]
+            line += (f"; PyTorch's nn.LSTM on as many threads: {theirs[threads]:,.0f}, so {r:.2f}x that "
+                     f"(target >= 1: {'ok' if r >= 1 else 'BELOW TARGET'})")
+        print(line)
+    if not theirs:
+        print("  (make bench-torch runs PyTorch's nn.LSTM on the same task here, for a side-by-side ratio)")
 
 
 def study_speedup(n_runs: int = 8) -> None:

@@ -1,11 +1,11 @@
-"""PyTorch's nn.RNN on the same task as `make bench`'s mini-batch rows, for a side-by-side rate.
+"""PyTorch's nn.RNN or nn.LSTM on the same task as `make bench`'s mini-batch rows, for a side-by-side rate.
 
 Run by tests/bench.py through the interpreter in TORCH_PYTHON (`make bench-torch` makes one);
-    torch_reference.py TEXT B T m REPEATS THREADS...
+    torch_reference.py TEXT CELL B T m REPEATS THREADS...
 prints one JSON line per thread count: {"threads": n, "chars_per_s": rate, "torch": version}.
 
-The same model and loop as rnn_core's batch_size=32 training: one-hot inputs into nn.RNN
-(tanh, m hidden units), a linear output layer, the cross-entropy summed over each chunk and
+The same model and loop as the workbook's batch_size=32 training: one-hot inputs into nn.RNN
+(tanh, m hidden units; CELL "rnn") or nn.LSTM (CELL "lstm"), a linear output layer, the cross-entropy summed over each chunk and
 averaged over the B streams, gradients clipped element-wise to [-5, 5], AdaGrad eta 0.1,
 B streams at evenly spaced offsets each carrying its hidden state. float32, on the CPU.
 """
@@ -16,9 +16,13 @@ import time
 import torch
 
 
-def rate(data: torch.Tensor, K: int, B: int, T: int, m: int, n_updates: int, repeats: int) -> float:
+def rate(data: torch.Tensor, K: int, cell: str, B: int, T: int, m: int, n_updates: int, repeats: int) -> float:
     torch.manual_seed(0)
-    rnn, out = torch.nn.RNN(K, m, nonlinearity="tanh"), torch.nn.Linear(m, K)
+    rnn = torch.nn.LSTM(K, m) if cell == "lstm" else torch.nn.RNN(K, m, nonlinearity="tanh")
+    out = torch.nn.Linear(m, K)
+
+    def zero():                                                 # the state each stream carries
+        return (torch.zeros(1, B, m), torch.zeros(1, B, m)) if cell == "lstm" else torch.zeros(1, B, m)
     params = list(rnn.parameters()) + list(out.parameters())
     opt = torch.optim.Adagrad(params, lr=0.1)
     L = (len(data) - 1) // B
@@ -26,11 +30,11 @@ def rate(data: torch.Tensor, K: int, B: int, T: int, m: int, n_updates: int, rep
     steps = torch.arange(T)[:, None]
     best = 0.0
     for _ in range(repeats):
-        h, e = torch.zeros(1, B, m), 0
+        h, e = zero(), 0
         t0 = time.perf_counter()
         for _ in range(n_updates):
             if e > L - T:
-                h, e = torch.zeros(1, B, m), 0
+                h, e = zero(), 0
             ix = starts[None, :] + e + steps                    # (T, B)
             x = torch.nn.functional.one_hot(data[ix], K).float()
             hs, h_last = rnn(x, h)
@@ -41,20 +45,21 @@ def rate(data: torch.Tensor, K: int, B: int, T: int, m: int, n_updates: int, rep
             for p in params:
                 p.grad.clamp_(-5.0, 5.0)
             opt.step()
-            h, e = h_last.detach(), e + T
+            h = tuple(s.detach() for s in h_last) if cell == "lstm" else h_last.detach()
+            e += T
         best = max(best, n_updates * B * T / (time.perf_counter() - t0))
     return best
 
 
 def main():
-    path, (B, T, m, repeats, *thread_counts) = sys.argv[1], map(int, sys.argv[2:])
+    path, cell, (B, T, m, repeats, *thread_counts) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
     text = open(path, encoding="utf-8").read()
     chars = sorted(set(text))
     index = {c: i for i, c in enumerate(chars)}
     data = torch.tensor([index[c] for c in text])
     for threads in thread_counts:
         torch.set_num_threads(threads)
-        print(json.dumps({"threads": threads, "chars_per_s": rate(data, len(chars), B, T, m, 300, repeats),
+        print(json.dumps({"threads": threads, "chars_per_s": rate(data, len(chars), cell, B, T, m, 300, repeats),
                           "torch": torch.__version__}), flush=True)
 
 

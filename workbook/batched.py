@@ -164,7 +164,7 @@ def forward_backward_batch(P: rc.RNN, X: np.ndarray, Y: np.ndarray, H0: np.ndarr
     (float64 or float32); the loss is summed in float64.
     """
     T, B = X.shape
-    m, K, n = P.m, P.K, T * B
+    m, n = P.m, T * B
     H, Hin, dH, D, tmp = buf.H, buf.Hin, buf.dH, buf.D, buf.tmp
     H[0] = H0
     np.add(P.U, P.b, out=buf.UbT.T)
