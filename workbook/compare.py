@@ -245,7 +245,8 @@ def main(argv=None) -> int:
                     if not set(c.metadata.get("tags", [])) & {"parameters", "injected-parameters"}]
         presets = sorted({Path(r).name.split("-seed-")[0] for r in args.runs})
         axes = [name for name, _ in json.loads(args.grid)]
-        what = " and ".join(axes) if axes else " vs ".join(presets)
+        what = ("the LSTM against the vanilla RNN" if cells_compared(json.loads(args.grid)) else
+                " and ".join(axes) if axes else " vs ".join(presets))
         nb.metadata.update({
             "title": args.title or f"DD2424 Assignment 4: {what} over "
                                    f"{len(args.runs)} run{'s' if len(args.runs) > 1 else ''}",
