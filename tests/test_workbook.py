@@ -685,9 +685,10 @@ def batched_paragraph(notebook: Path) -> str:
     return next(t for t in texts if t.startswith("## The batched pass"))
 
 
-def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_path):
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_path, cell):
     archive = tweet_archive(tmp_path / "tweets é.json")
-    params = {"corpus_format": "tweets", "data_path": str(archive), "m": 16, "n_updates": 400,
+    params = {"corpus_format": "tweets", "data_path": str(archive), "cell": cell, "m": 16, "n_updates": 400,
               "sample_every": 200, "run_dir": str(tmp_path / "run"), "tweet_length": 140, "n_tweets": 12,
               "val_fraction": 0.1, "val_every": 100, "check_m": [4], "speed": False}
     for step in ("01_gradient_check", "02_train", "04_synthesis"):
@@ -698,6 +699,7 @@ def test_tweets_run_writes_a_dozen_tweets_that_stop_at_the_end_character(tmp_pat
     tweets = (tmp_path / "run" / "passage.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert len(tweets) == 12 and all(len(t) <= 140 and textfiles.EOT not in t for t in tweets)
     assert any(len(t) < 140 for t in tweets)          # most end at the end-of-tweet character
+    assert "machine precision" in batched_paragraph(tmp_path / "01_gradient_check.ipynb")   # resets, each cell
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     text = textfiles.load_tweets(archive)
     assert info["corpus"]["characters"] == len(text) and info["params"]["corpus_format"] == "tweets"
