@@ -252,7 +252,7 @@ def lstm_rows(rnn, data, K: int, m: int, T: int, cores: int) -> None:
     print(f"\nLSTM, m={m}, batch 1, one BLAS thread: {rates['lstm']:,.0f} updates/s, the vanilla RNN's "
           f"{rates['rnn']:,.0f}: an LSTM update takes {ratio:.1f}x as long (target <= {LSTM_TARGET:.0f}x: "
           f"{'ok' if ratio <= LSTM_TARGET else 'BELOW TARGET'})")
-    ours, theirs = {}, {}
+    ours, theirs, plain = {}, {}, {}
     for _ in range(3):
         for threads in sorted({1, cores}):
             with BLAS.limit(limits=threads, user_api="blas"):
@@ -261,12 +261,14 @@ def lstm_rows(rnn, data, K: int, m: int, T: int, cores: int) -> None:
                                            sample_length=0, dtype="float32"), 300 * 32 * T, repeats=1))
         for ref in torch_rates(32, T, m, sorted({1, cores}), cell="lstm"):
             theirs[ref["threads"]] = max(theirs.get(ref["threads"], 0.0), ref["chars_per_s"])
+            plain[ref["threads"]] = max(plain.get(ref["threads"], 0.0), ref["chars_per_s_without_onednn"])
     for threads, chars in ours.items():
         line = f"  LSTM at B=32, float32, {threads} BLAS thread(s): {chars:,.0f} chars/s"
         if threads in theirs:
             r = chars / theirs[threads]
             line += (f"; PyTorch's nn.LSTM on as many threads: {theirs[threads]:,.0f}, so {r:.2f}x that "
-                     f"(target >= 1: {'ok' if r >= 1 else 'BELOW TARGET'})")
+                     f"(target >= 1: {'ok' if r >= 1 else 'BELOW TARGET'}); nn.LSTM without oneDNN's fused "
+                     f"LSTM kernel (PyTorch's own ops): {plain[threads]:,.0f}, so {chars / plain[threads]:.2f}x that")
         print(line)
     if not theirs:
         print("  (make bench-torch runs PyTorch's nn.LSTM on the same task here, for a side-by-side ratio)")

@@ -2,7 +2,9 @@
 
 Run by tests/bench.py through the interpreter in TORCH_PYTHON (`make bench-torch` makes one);
     torch_reference.py TEXT CELL B T m REPEATS THREADS...
-prints one JSON line per thread count: {"threads": n, "chars_per_s": rate, "torch": version}.
+prints one JSON line per thread count: {"threads": n, "chars_per_s": rate, "torch": version}, and
+for an LSTM "chars_per_s_without_onednn": the rate of PyTorch's own LSTM ops, oneDNN's fused
+kernel (which nn.LSTM runs on the CPU) turned off.
 
 The same model and loop as the workbook's batch_size=32 training: one-hot inputs into nn.RNN
 (tanh, m hidden units; CELL "rnn") or nn.LSTM (CELL "lstm"), a linear output layer, the cross-entropy summed over each chunk and
@@ -12,8 +14,11 @@ B streams at evenly spaced offsets each carrying its hidden state. float32, on t
 import json
 import sys
 import time
+import warnings
 
 import torch
+
+warnings.filterwarnings("ignore", message="TF32 acceleration")   # oneDNN's flags name GPUs we do not use
 
 
 def rate(data: torch.Tensor, K: int, cell: str, B: int, T: int, m: int, n_updates: int, repeats: int) -> float:
@@ -59,8 +64,12 @@ def main():
     data = torch.tensor([index[c] for c in text])
     for threads in thread_counts:
         torch.set_num_threads(threads)
-        print(json.dumps({"threads": threads, "chars_per_s": rate(data, len(chars), cell, B, T, m, 300, repeats),
-                          "torch": torch.__version__}), flush=True)
+        line = {"threads": threads, "chars_per_s": rate(data, len(chars), cell, B, T, m, 300, repeats),
+                "torch": torch.__version__}
+        if cell == "lstm":          # on the CPU, nn.LSTM runs oneDNN's fused LSTM kernel; its own ops without it
+            with torch.backends.mkldnn.flags(enabled=False):
+                line["chars_per_s_without_onednn"] = rate(data, len(chars), cell, B, T, m, 300, repeats)
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
