@@ -45,6 +45,10 @@ from workbook.runs import (MARK, NOTEBOOKS, ROOT, USES_TORCH, VARIABLES, PlanErr
                            trained, value_of, write_plan)
 
 STARTED = time.time()         # when this planner started: a study's task (make bench reports the overhead)
+# make lab's JupyterLab brings rfc3987-syntax, which jsonschema (under nbformat, under papermill) imports
+# when present, building an IRI grammar for more than half a second in every run's planner; nbformat's
+# notebook schema checks no IRI, so the planner leaves it unloaded.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def checkpoint_updates(folder: Path) -> int:

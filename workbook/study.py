@@ -224,7 +224,7 @@ def submit(runs, pts, todo, results, *, jobs, scheduler, scratch):
             local.close()
         say("error: interrupted before any run started", err=True)
         return None
-    from distributed import as_completed
+    from distributed import as_completed, wait
     say(f"  dashboard: {client.dashboard_link}")
     stop_file = runs[0].reports / f".study-{uuid.uuid4().hex[:12]}.stop"     # seen by every run's planner
     python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -272,7 +272,10 @@ def submit(runs, pts, todo, results, *, jobs, scheduler, scratch):
                     failed += 1
                     say(("\n" if tty else "") + f"  failed: {runs[i].name}: {res['error']}")
             show()
-            time.sleep(0.5)
+            try:                        # until the next run ends, or half a second for the signals and the line
+                wait([f for f in futures if not f.done()], timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                pass
         show(final=True)
     except KeyboardInterrupt:
         stop_file.touch()               # running runs stop and keep their checkpoints; runs not
