@@ -373,24 +373,30 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
     """
     K, m = rnn.K, rnn.m
     rnn = rnn.astype(np.float64)         # a model trained in float32 too
-    W = rnn.W
-    XU = (rnn.U + rnn.b).T.copy()        # (K, m): row k is U x + b for x = character k, done once
-    Vc = np.hstack([rnn.V, rnn.c]) / temperature  # (K, m+1): [V c] [h; 1] = V h + c in one product;
-    hh = np.ones(m + 1)                  # temperature is folded into the weights
+    XU = list((rnn.U + rnn.b).T.copy())  # row k: U x + b for x = character k, done once (a list of
+                                         # rows, which indexing gets faster than an array's)
+    # one product a character: [W 0; V c] [h_t; 1] is W h_t, which the next step needs, above the
+    # logits o_t = V h_t + c; temperature is folded into V and c
+    WV = np.zeros((m + K, m + 1))
+    WV[:m, :m] = rnn.W
+    WV[m:, :m], WV[m:, m] = rnn.V / temperature, rnn.c[:, 0] / temperature
+    hh = np.ones(m + 1)                  # [h; 1]
     hh[:m] = np.asarray(h0, dtype=np.float64).reshape(-1)
     h = hh[:m]                           # a view: tanh writes h_t straight into [h; 1]
-    # |o_k| <= sum_j |Vc_kj| as |h_j| <= 1: while that is far below exp's overflow, no max-shift
-    shift = float(np.abs(Vc).sum(axis=1).max()) > 600
+    Wh_o = np.empty(m + K)
+    Wh, o = Wh_o[:m], Wh_o[m:]           # views: W h_t and o_t
+    np.dot(rnn.W, h, out=Wh)             # W h_0
+    # |o_k| <= sum_j |V_kj| + |c_k| as |h_j| <= 1: while that is far below exp's overflow, no max-shift
+    shift = float(np.abs(WV[m:]).sum(axis=1).max()) > 600
     u = [] if greedy else rng.random(n).tolist()   # all uniform draws at once
     out = np.empty(n, dtype=np.intp)
-    a, o, cp = np.empty(m), np.empty(K), np.empty(K)
+    cp = np.empty(K)
     accumulate = np.add.accumulate       # np.cumsum's ufunc, without its wrapper's cost per call
     x = int(x0)
     for i in range(n):
-        np.dot(W, h, out=a)
-        a += XU[x]
-        np.tanh(a, out=h)
-        np.dot(Vc, hh, out=o)
+        np.add(Wh, XU[x], out=h)         # a_t = W h_{t-1} + U x_t + b
+        np.tanh(h, out=h)                # h_t
+        np.dot(WV, hh, out=Wh_o)         # W h_t and o_t
         if shift:
             o -= o.max()
         np.exp(o, out=o)                 # unnormalised p_t: the draw below scales u instead
@@ -403,7 +409,7 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
             x = int(o.argmax())
         else:
             accumulate(o, out=cp)
-            x = int(cp.searchsorted(u[i] * cp[-1], "right"))   # first k with cp_k > u
+            x = int(cp.searchsorted(u[i] * cp.item(-1), "right"))   # first k with cp_k > u
         if x == stop_ix:
             return out[:i]
         out[i] = x
