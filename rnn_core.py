@@ -373,26 +373,20 @@ def synthesize(rnn: RNN, h0, x0: int, n: int, *, rng: np.random.Generator,
     """
     K, m = rnn.K, rnn.m
     rnn = rnn.astype(np.float64)         # a model trained in float32 too
-    XU = list((rnn.U + rnn.b).T.copy())  # row k: U x + b for x = character k, done once (a list of
-                                         # rows, which indexing gets faster than an array's)
-    # one product a character: [W 0; V c] [h_t; 1] is W h_t, which the next step needs, above the
-    # logits o_t = V h_t + c; temperature is folded into V and c
-    WV = np.zeros((m + K, m + 1))
-    WV[:m, :m] = rnn.W
-    WV[m:, :m], WV[m:, m] = rnn.V / temperature, rnn.c[:, 0] / temperature
-    hh = np.ones(m + 1)                  # [h; 1]
+    XU = list((rnn.U + rnn.b).T.copy())  # row k: U x + b for x = k, done once (a list: faster to index)
+    # one product a character: [W 0; V c] [h_t; 1] is W h_t for the next step above o_t = V h_t + c
+    WV = np.zeros((m + K, m + 1))        # (temperature folded into V and c)
+    WV[:m, :m], WV[m:, :m], WV[m:, m] = rnn.W, rnn.V / temperature, rnn.c[:, 0] / temperature
+    hh = np.ones(m + 1)                  # [h; 1]; h, a view, is where tanh writes h_t
     hh[:m] = np.asarray(h0, dtype=np.float64).reshape(-1)
-    h = hh[:m]                           # a view: tanh writes h_t straight into [h; 1]
-    Wh_o = np.empty(m + K)
+    h, Wh_o = hh[:m], np.empty(m + K)
     Wh, o = Wh_o[:m], Wh_o[m:]           # views: W h_t and o_t
     np.dot(rnn.W, h, out=Wh)             # W h_0
     # |o_k| <= sum_j |V_kj| + |c_k| as |h_j| <= 1: while that is far below exp's overflow, no max-shift
     shift = float(np.abs(WV[m:]).sum(axis=1).max()) > 600
     u = [] if greedy else rng.random(n).tolist()   # all uniform draws at once
-    out = np.empty(n, dtype=np.intp)
-    cp = np.empty(K)
+    out, cp, x = np.empty(n, dtype=np.intp), np.empty(K), int(x0)
     accumulate = np.add.accumulate       # np.cumsum's ufunc, without its wrapper's cost per call
-    x = int(x0)
     for i in range(n):
         np.add(Wh, XU[x], out=h)         # a_t = W h_{t-1} + U x_t + b
         np.tanh(h, out=h)                # h_t
