@@ -84,7 +84,8 @@ def test_pytorchs_own_lstm_agrees(corpus):
     assert worst(G, pytorch.torch_lstm_grads(P, data[:25], data[1:26], s0)) < 1e-10
 
 
-@pytest.mark.parametrize("settings", [{}, {"batch_size": 3, "dtype": "float32", "optimizer": "adam", "eta": 0.01}])
+@pytest.mark.parametrize("settings", [{}, {"batch_size": 3, "dtype": "float32", "optimizer": "adam", "eta": 0.01},
+                                      {"batch_size": 2, "chunk_order": "shuffled"}, {"chunk_order": "random"}])
 def test_training_resumes_to_the_bit_and_learns(corpus, tmp_path, settings):
     vocab, data = corpus
     train, held = data[:36_000], data[36_000:]
@@ -153,7 +154,7 @@ def test_a_model_file_keeps_the_cell_and_its_state(corpus, tmp_path):
 
 
 def test_an_lstm_runs_report_names_the_cell_and_proves_its_gradients(tmp_path):
-    make("report", "CELL=lstm", "N_UPDATES=200", f"P={TINY}", reports=tmp_path)
+    make("report", "CELL=lstm", "N_UPDATES=200", f"P={TINY} prime_text=KING", reports=tmp_path)
     run = next(tmp_path.glob("classic-seed-1-lstm-*"))
     assert "a character-level LSTM" in pdf_first_page(run / "report.pdf")
     text = " ".join(pdf_text_of(run / "report.pdf").split())     # the table's cell wraps: its parts
@@ -165,6 +166,7 @@ def test_an_lstm_runs_report_names_the_cell_and_proves_its_gradients(tmp_path):
     exact = [r for r in check["results"] if r["method"] == "complex step"]
     assert len(exact) == 5 and max(r["max"] for r in exact) < 1e-10
     assert type(files.load_model(run / "best_model.npz")[0]) is lstm.LSTM
+    assert "prime text (read by the model, not written by it)" in text and "KING" in text
 
 
 def run_of(cell, m, seed, val, seconds, updates=1000):
