@@ -151,7 +151,7 @@ def one_kernel():
         yield km
     finally:
         if km.has_kernel:
-            run_sync(km.shutdown_kernel)(now=not run_sync(km.is_alive)())
+            run_sync(km.shutdown_kernel)(now=True)   # as execute's: nothing in it is left to save
 
 
 def clear(km) -> None:
@@ -183,7 +183,9 @@ def execute(step: str, run_dir: Path, values: dict, quiet: bool, km=None) -> Pat
                             parameters={k: v for k, v in values.items() if k in names}, cwd=str(NOTEBOOKS),
                             kernel_name="python3", progress_bar=False, log_output=False,
                             stderr_file=None if quiet else sys.stderr,   # the training bar, live
-                            extra_arguments=KERNEL_ARGS, **({"km": km} if km is not None else {}))
+                            extra_arguments=KERNEL_ARGS, **({"km": km} if km is not None else {}),
+                            shutdown_kernel="immediate")   # the notebook is saved and its files are closed:
+                                                           # a kernel's graceful exit would only take time
         if km is not None:
             clear(km)
     except PapermillExecutionError:
