@@ -15,7 +15,6 @@ from workbook import batched, lstm, pytorch
 class Net:
     name: str                  # the `cell` parameter's value
     title: str                 # in sentences: "a vanilla RNN", "an LSTM"
-    model: type                # the parameters' class
     init: Callable             # (K, m, rng=, init=, sigma=) -> model
     loss_and_grads: Callable   # (model, x, y, s0) -> (loss, gradients, last state): one stream
     batched_loss_and_grads: Callable   # (model, X, Y, S0, reset_ix=) -> the same for streams side by side
@@ -30,9 +29,9 @@ class Net:
 
 
 NETS = {
-    "rnn": Net("rnn", "a vanilla RNN", rc.RNN, rc.init_rnn, rc.loss_and_grads, batched.loss_and_grads,
+    "rnn": Net("rnn", "a vanilla RNN", rc.init_rnn, rc.loss_and_grads, batched.loss_and_grads,
                rc.numerical_grads, rc.complex_step_grads, pytorch.torch_grads, rc.synthesize, rc.feed),
-    "lstm": Net("lstm", "an LSTM", lstm.LSTM, lstm.init_lstm, lstm.loss_and_grads, lstm.loss_and_grads,
+    "lstm": Net("lstm", "an LSTM", lstm.init_lstm, lstm.loss_and_grads, lstm.loss_and_grads,
                 lstm.numerical_grads, lstm.complex_step_grads, pytorch.torch_lstm_grads, lstm.synthesize, lstm.feed),
 }
 

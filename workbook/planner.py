@@ -652,7 +652,7 @@ def study(verb: str) -> int:
     if not presets or not seeds:
         raise PlanError("give at least one preset and one seed (PRESETS, SEEDS)")
     pts = st.points(presets, seeds, axes)
-    if st.cells_compared(axes):
+    if compare.cells_compared(axes):
         pts += matched_rnn(pts)
     if len(pts) > most:
         raise PlanError(f"GRID x SEEDS makes {len(pts)} runs, more than MAX_RUNS={most}; make a smaller study, "

@@ -65,12 +65,6 @@ def points(presets: list, seeds: list, axes: list) -> list:
     return [Point(p, s, tuple(c)) for p in presets for c in combos for s in seeds]
 
 
-def cells_compared(axes: list) -> bool:
-    """GRID is cell=rnn,lstm (in either order) and nothing else: the study that asks whether the
-    LSTM's gates help, and gets a vanilla RNN of the LSTM's parameter count beside them."""
-    return len(axes) == 1 and axes[0][0] == "cell" and sorted(axes[0][1]) == ["lstm", "rnn"]
-
-
 def matched_points(pts: list, m: int, K: int) -> list:
     """For each seed, the vanilla RNN whose m gives the parameter count nearest the LSTM's of m
     units on K characters (lstm.matching_m), as one more point of the study."""
