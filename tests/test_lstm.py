@@ -182,6 +182,10 @@ def test_the_gate_study_compares_at_equal_updates_and_equal_time():
     pts = study.points(["classic"], ["1", "2"], [("cell", ["rnn", "lstm"])])
     extra = study.matched_points(pts, 100, 76)
     assert [p.values for p in extra] == [(("cell", "rnn"), ("m", str(lstm.matching_m(76, 100))))] * 2
+    mm = lstm.matching_m(76, 100)                # the matched m takes the place of the user's own m
+    assert extra[0].env({"M": "100", "P": "m=100 speed=False"})["P"] == f"speed=False cell=rnn m={mm}"
+    assert "M" not in extra[0].env({"M": "100", "P": ""}) and pts[0].env({"M": "100", "P": "speed=False"}) == {
+        "M": "100", "P": "speed=False cell=rnn", "PRESET": "classic", "SEED": "1"}
     groups = {
         "cell = lstm": [run_of("lstm", 10, s, [[250, 2.0 + d], [500, 1.8], [1000, 1.5 + d]], 40.0) for s, d in
                         ((1, 0.0), (2, 0.02))],

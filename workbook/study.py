@@ -22,7 +22,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from workbook.runs import ROOT, PlanError, fingerprint, read_plan, resolve_params, same_run, say, trained
+from workbook.runs import (ROOT, VARIABLES, PlanError, fingerprint, p_pairs, read_plan, resolve_params, same_run, say,
+                           trained)
 
 
 @dataclass
@@ -31,12 +32,16 @@ class Point:
     preset: str
     seed: str
     values: tuple          # ((notebook parameter, value as typed), ...) in GRID's order
+    replaced: tuple = ()   # parameters of values that take the place of the user's own (a matched RNN's m)
 
     def env(self, base: dict) -> dict:
         """The environment that makes this run: the study's own, with the grid's values added
-        to P (after the user's P), PRESET and SEED set."""
-        p = " ".join([base.get("P", "")] + [f"{k}={v}" for k, v in self.values]).strip()
-        return {**base, "PRESET": self.preset, "SEED": self.seed, "P": p}
+        to P (after the user's P), PRESET and SEED set; a replaced parameter's own value, in P
+        or its make variable, left out."""
+        own = [f"{k}={v}" for k, v in p_pairs(base.get("P")) if k not in self.replaced]
+        p = " ".join(own + [f"{k}={v}" for k, v in self.values])
+        return {**{k: v for k, v in base.items() if k not in {var.name for var in VARIABLES if var.param in self.replaced}},
+                "PRESET": self.preset, "SEED": self.seed, "P": p}
 
     @property
     def label(self) -> str:
@@ -69,7 +74,7 @@ def matched_points(pts: list, m: int, K: int) -> list:
     """For each seed, the vanilla RNN whose m gives the parameter count nearest the LSTM's of m
     units on K characters (lstm.matching_m), as one more point of the study."""
     from workbook.lstm import matching_m
-    return [Point(p.preset, p.seed, p.values + (("m", str(matching_m(K, m))),))
+    return [Point(p.preset, p.seed, p.values + (("m", str(matching_m(K, m))),), replaced=("m",))
             for p in pts if p.values == (("cell", "rnn"),)]
 
 
