@@ -252,8 +252,8 @@ def submit(runs, pts, todo, results, *, jobs, scheduler, scratch):
     started = time.time()
     pending = as_completed(list(futures), with_results=False)
     try:
-        while not pending.is_empty():
-            if stopped:
+        while not pending.is_empty() or stopped:   # a signal as the last runs end (the stop itself
+            if stopped:                             # ends them) is a stop still
                 raise KeyboardInterrupt
             for fut in pending.next_batch(block=False):
                 i = futures[fut]
