@@ -216,6 +216,8 @@ def main():
           f"{1 / fast:.2f} s; the textbook's one reading {1 / slow:.2f} s ({slow and fast / slow:.0f}x); "
           f"target <= {EVAL_TARGET:.0f} s: {verdict}")
 
+    validation_cost(rnn, train_part, held_out)
+
     # the loss reached in equal wall time, on text neither run trains on; each run is stopped
     # by the same Ctrl-C that a user would press (train returns what it has)
     budget = 20.0
@@ -235,6 +237,33 @@ def main():
               f"{hist.updates * B * T / 1e6:4.1f}M characters in {seconds:4.1f} s: "
               f"{training.evaluate(model, held_out, h0=hist.last_h, context=train_part):.3f} nats/char held out "
               f"(read on from training, as the report does)")
+
+
+def validation_cost(rnn, train_part, held_out, n: int = 20_000, val_every: int = 5000) -> None:
+    """What a default run's held-out scores (every 5,000 updates) and checkpoints (every 10,000)
+    add to its training time (target 5%), beside the least the scores could add in float64: their
+    multiply-adds at this machine's rate for the score's own product shape, measured now."""
+    import shutil
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="bench-checkpoint-"))
+    both = {"val_data": held_out, "val_every": val_every, "checkpoint": folder / "c.npz", "checkpoint_every": 10_000}
+    try:
+        with BLAS.limit(limits=1, user_api="blas"):
+            rates = best_rates({kind: lambda kw=kw: training.train(rnn.copy(), train_part, n_updates=n, sample_length=0,
+                                                                    rng=np.random.default_rng(0), **kw)
+                                for kind, kw in (("plain", {}), ("both", both))}, {"plain": n, "both": n}, rounds=2)
+            S, m, K = training.VAL_STREAMS, rnn.m, rnn.K
+            h, w, out = np.ones((S, m)), np.ones((m, m)), np.empty((S, m))
+            gemm = best_rate(lambda: [np.dot(h, w, out=out) for _ in range(500)], 500 * S * m * m, 5)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    L = (len(held_out) - 1) // S
+    macs = (training.VAL_BURN_IN + L) * S * m * m + S * L * m * K     # the reading, burn-in included; the outputs
+    added = rates["plain"] / rates["both"] - 1
+    floor = (n // val_every) * macs / gemm * rates["plain"] / n
+    print(f"  held-out scores every {val_every:,} updates and checkpoints every 10,000 add {added:.1%} to training "
+          f"(target <= 5%: {'ok' if added <= 0.05 else 'BELOW TARGET'}); the scores' {macs / 1e9:.1f} G multiply-adds "
+          f"each, at {gemm / 1e9:.0f} GMAC/s (float64, one thread), would add {floor:.1%} even with nothing else")
 
 
 def lstm_rows(rnn, data, K: int, m: int, T: int, cores: int) -> None:
@@ -333,7 +362,9 @@ def study_speedup(n_runs: int = 8) -> None:
     print(f"  the runs alone, first start to last end: JOBS=1 {phase[1]:.0f} s, JOBS=2 {phase[2]:.0f} s: "
           f"{runs_alone:.2f}x, {runs_alone / reference:.0%} of what two processes gave; the rest of each study "
           f"({times[1] - phase[1]:.0f} s and {times[2] - phase[2]:.0f} s) is its fixed part, the same for any "
-          f"length of run: the planner, Dask's start and the comparison report")
+          f"length of run: the planner, Dask's start and the comparison report; with runs that scaled as two "
+          f"processes do, that fixed part alone would hold the whole study to "
+          f"{(times[1] / (phase[1] / reference + times[2] - phase[2])) / reference:.0%}")
     median = overhead[len(overhead) // 2]
     print(f"  per run, from the task's start to the first notebook cell: median {median:.1f} s "
           f"(range {overhead[0]:.1f}-{overhead[-1]:.1f} s; target <= {STARTUP_TARGET:.0f} s: "
