@@ -747,6 +747,28 @@ def test_the_gradient_check_adds_pytorch_autograd_and_times_the_implementations(
     assert f"{ratio:.1f} times faster than the textbook version" in said
 
 
+def test_a_timed_function_on_its_own_clock_counts_the_seconds_it_returns():
+    """The speed section times an update by the training loop's own clock, which leaves out
+    train()'s set-up: a function named in own_clock is counted at what it returns, the others
+    at their wall time; they take turns, each called once a round."""
+    import time
+    from workbook import timing
+    calls = []
+
+    def slow_setup():
+        calls.append("own")
+        time.sleep(0.02)                 # set-up, not counted
+        return 0.001                     # what its own clock measured
+
+    def plain():
+        calls.append("wall")
+        time.sleep(0.01)
+        return 123.0                     # a result, not a time
+    got = timing.interleaved_times({"own": slow_setup, "wall": plain}, rounds=3, budget=60, own_clock={"own"})
+    assert got["own"] == [0.001] * 3 and all(0.01 <= t < 1 for t in got["wall"])
+    assert calls == ["own", "wall"] * 3
+
+
 def test_characters_outside_the_pdf_font_are_boxed_and_invisible_ones_left_out():
     """An emoji is drawn where Symbola is installed (make setup), else boxed like a CJK character
     (DejaVu Sans Mono has none); BEL and ESC are boxed; a joiner and a variation selector have no
