@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 import rnn_core as rc
-from workbook import files, lstm
+from workbook import files, lstm, nets
 from workbook.batched import BLAS, BatchBuffers, forward_backward_batch, resets
 from workbook.artefacts import STOP_FILE
 
@@ -228,9 +228,8 @@ class RunWatch(rc.Watch):
     def sample(self, st: RunState, x0: int) -> None:
         """rc.Watch.sample, by the cell's own sampler."""
         if st.k % self.sample_every == 0 and self.sample_length:
-            draw = lstm.synthesize if lstm.is_lstm(st.P) else rc.synthesize
             st.sample_update.append(st.k)
-            st.sample_text.append(draw(st.P, st.hprev[0], x0, self.sample_length, rng=st.rng))
+            st.sample_text.append(nets.of(st.P).synthesize(st.P, st.hprev[0], x0, self.sample_length, rng=st.rng))
 
     def save(self, st: RunState) -> None:
         """The state before update k + 1, which a resume starts from."""
@@ -327,7 +326,7 @@ def train(rnn: rc.RNN, data, *, n_updates: int, rng: np.random.Generator, seq_le
     data = indices(data)
     val_data = None if val_data is None else indices(val_data)
     K, m = rnn.K, rnn.m
-    cell = "lstm" if lstm.is_lstm(rnn) else "rnn"
+    cell = nets.of(rnn).name
     reader = RunReader(data, K, m, T=seq_length, B=batch_size, order=chunk_order, reset_ix=reset_ix,
                        loss_reduction=loss_reduction, dtype=f, cell=cell)
     # what a checkpoint must agree with to be resumed (n_updates may grow)
