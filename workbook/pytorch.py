@@ -54,8 +54,8 @@ def torch_lstm(P, dtype):
     own bias b_ih, b from P, beside b_hh = 0), and its output layer V, c as a Linear."""
     import torch
     m, K = P.m, P.K
-    order = np.concatenate([np.arange(m, 2 * m), np.arange(2 * m, 3 * m), np.arange(3 * m, 4 * m), np.arange(m)])
-    cell = torch.nn.LSTM(K, m, dtype=dtype)           # ours: o, i, f, g; PyTorch's: i, f, g, o
+    order = np.r_[m:4 * m, :m]                       # ours: o, i, f, g; PyTorch's: i, f, g, o
+    cell = torch.nn.LSTM(K, m, dtype=dtype)
     out = torch.nn.Linear(m, K, dtype=dtype)
     with torch.no_grad():
         cell.weight_ih_l0.copy_(torch.tensor(P.U[order]))
