@@ -164,14 +164,14 @@ def cell_study(groups: dict, metric: str, K: int) -> tuple[list, list, str]:
     """The study of cell=rnn,lstm: rows at equal updates and at equal wall time (the fastest
     setting's mean training time: each run's score at its last measurement before it), and the
     sentence that answers "does the gate help?" with the numbers and the lead rule (RULE)."""
-    from workbook.lstm import n_params
+    from workbook.nets import NETS
     lstm_g = "cell = lstm"
     others = [g for g in groups if g != lstm_g]              # the RNN of the same m, then the matched one
     order = [lstm_g] + others
     what = MEASURES[metric]
     p = {g: groups[g][0]["params"] for g in order}
-    name = {g: f"{'LSTM' if p[g]['cell'] == 'lstm' else 'vanilla RNN'}, m = {p[g]['m']}" for g in order}
-    count = {g: n_params(p[g]["cell"], K, p[g]["m"]) for g in order}
+    name = {g: f"{NETS[p[g]['cell']].label}, m = {p[g]['m']}" for g in order}
+    count = {g: NETS[p[g]["cell"]].n_params(K, p[g]["m"]) for g in order}
     seconds = {g: float(np.mean([r["wall_seconds"] for r in groups[g]])) for g in order}
     budget = min(seconds.values())
 

@@ -14,6 +14,7 @@ from workbook import batched, lstm, pytorch
 @dataclass(frozen=True)
 class Net:
     name: str                  # the `cell` parameter's value
+    label: str                 # in tables: "vanilla RNN", "LSTM"
     title: str                 # in sentences: "a vanilla RNN", "an LSTM"
     init: Callable             # (K, m, rng=, init=, sigma=) -> model
     loss_and_grads: Callable   # (model, x, y, s0) -> (loss, gradients, last state): one stream
@@ -29,9 +30,9 @@ class Net:
 
 
 NETS = {
-    "rnn": Net("rnn", "a vanilla RNN", rc.init_rnn, rc.loss_and_grads, batched.loss_and_grads,
+    "rnn": Net("rnn", "vanilla RNN", "a vanilla RNN", rc.init_rnn, rc.loss_and_grads, batched.loss_and_grads,
                rc.numerical_grads, rc.complex_step_grads, pytorch.torch_grads, rc.synthesize, rc.feed),
-    "lstm": Net("lstm", "an LSTM", lstm.init_lstm, lstm.loss_and_grads, lstm.loss_and_grads,
+    "lstm": Net("lstm", "LSTM", "an LSTM", lstm.init_lstm, lstm.loss_and_grads, lstm.loss_and_grads,
                 lstm.numerical_grads, lstm.complex_step_grads, pytorch.torch_lstm_grads, lstm.synthesize, lstm.feed),
 }
 
